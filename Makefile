@@ -1,0 +1,35 @@
+# Set-up and everyday commands. `make demo` and `make test` create the venv and install on first use.
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU wheel on this machine; GPU users keep their own build with e.g. `make install TORCH_SPEC=torch`.
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-slow bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/gram fit --config experiments/demo.yaml
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+bench: install
+	$(BIN)/python benchmarks/throughput.py
+
+clean:
+	rm -rf logs lightning_logs .pytest_cache

@@ -1,0 +1,1 @@
+"""Lightning callbacks of gram-lightning: result files and reports beside the training loop."""

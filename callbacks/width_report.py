@@ -1,0 +1,75 @@
+"""After training, measures width scaling on the test set and prints it as a table."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from rich.console import Console
+from rich.table import Table
+
+from gram_lightning.atomic import atomic_write_json
+from gram_lightning.metrics import SolveMetrics
+from gram_lightning.selection import select
+
+
+class WidthScalingReport(L.Callback):
+    """Evaluates the final (EMA) weights at each width N with each selection rule, on the test split.
+
+    All rules of one width share the same N samples, so their rows differ only by the choice.
+
+    Args:
+        widths: Numbers of sampled trajectories per puzzle.
+        selections: Selection rules applied for N > 1 (N = 1 needs none).
+        num_steps: Supervision steps per trajectory (default: the net's N_sup).
+        filename: JSON file written in the log dir.
+    """
+
+    def __init__(self, widths: list[int] = [1, 8], selections: list[str] = ["vote", "lprm"], num_steps: int | None = None,
+                 filename: str = "width_scaling.json"):
+        self.widths, self.selections, self.num_steps, self.filename = widths, selections, num_steps, filename
+
+    @torch.no_grad()
+    def measure(self, trainer: L.Trainer, pl_module) -> list[dict]:
+        datamodule = trainer.datamodule
+        datamodule.setup("test")
+        was_training = pl_module.training
+        pl_module.eval()
+        pl_module._enter_inference_rng()
+        rows = []
+        try:
+            for width in self.widths:
+                rules = ["first"] if width == 1 else self.selections
+                metrics = {rule: SolveMetrics(sync_on_compute=False).to(pl_module.device) for rule in rules}
+                for batch in datamodule.test_dataloader():
+                    batch = {k: v.to(pl_module.device) for k, v in batch.items()}
+                    s = pl_module.sample(batch, width, self.num_steps, "first")
+                    for rule, metric in metrics.items():
+                        chosen = select(s.preds, rule, s.value, s.halt_logits)
+                        pl_module._update_metrics(metric, batch, replace(s, chosen=chosen.output, chosen_index=chosen.index))
+                for rule, metric in metrics.items():
+                    rows.append({"N": width, "selection": rule if width > 1 else "-", **{k: float(v) for k, v in metric.compute().items()}})
+        finally:
+            pl_module._exit_inference_rng()
+            pl_module.train(was_training)
+        return rows
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        rows = self.measure(trainer, pl_module)
+        table = Table(title=f"Width scaling on the test split ({pl_module.net.noise_mode} noise, "
+                            f"{self.num_steps or pl_module.net.N_sup} supervision steps)")
+        for column in ("N", "selection", "exact acc", "pass@N", "distinct solutions / puzzle", "coverage"):
+            table.add_column(column, justify="right")
+        for r in rows:
+            coverage = f"{100 * r['coverage']:.1f}%" if "coverage" in r else "-"
+            table.add_row(str(r["N"]), r["selection"], f"{100 * r['exact_acc']:.1f}%", f"{100 * r['pass_at_n']:.1f}%",
+                          f"{r['distinct_solutions']:.2f}", coverage)
+        Console().print(table)
+        path = Path(trainer.log_dir or trainer.default_root_dir) / self.filename
+        atomic_write_json(path, rows)
+        rank_zero_info(f"width scaling written to {path}")

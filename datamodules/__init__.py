@@ -1,0 +1,1 @@
+"""LightningDataModules of gram-lightning: puzzle generation, CSV readers, caching and augmentation."""

@@ -1,0 +1,138 @@
+"""Building blocks of the recursive core: RMSNorm, RoPE, attention, SwiGLU, the two block types.
+
+Follows TRM's conventions (post-norm, no biases, weightless RMSNorm with eps 1e-5, LeCun-normal
+init) so that a GRAM with noise switched off is the TRM baseline, parameter for parameter.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+NORM_EPS = 1e-5
+
+
+def rms_norm(x: torch.Tensor) -> torch.Tensor:
+    # Weightless, computed in float32 so bf16 activations do not lose the scale.
+    return F.rms_norm(x.float(), (x.shape[-1],), eps=NORM_EPS).to(x.dtype)
+
+
+def lecun_normal_(weight: torch.Tensor) -> torch.Tensor:
+    fan_in = weight.shape[1]
+    return nn.init.trunc_normal_(weight, std=1.0 / math.sqrt(fan_in), a=-2.0 / math.sqrt(fan_in), b=2.0 / math.sqrt(fan_in))
+
+
+class Linear(nn.Linear):
+    """Bias-free linear layer with LeCun-normal init (TRM's CastedLinear)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False):
+        super().__init__(in_features, out_features, bias=bias)
+
+    def reset_parameters(self) -> None:
+        lecun_normal_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+
+def swiglu_hidden(dim: int, expansion: float) -> int:
+    # TRM: 2/3 of the expanded width (SwiGLU has two input projections), rounded up to 256.
+    return 256 * math.ceil(round(expansion * dim * 2 / 3) / 256)
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, dim: int, hidden: int, out_dim: int | None = None):
+        super().__init__()
+        self.gate_up = Linear(dim, 2 * hidden)
+        self.down = Linear(hidden, out_dim or dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class RotaryEmbedding(nn.Module):
+    def __init__(self, head_dim: int, max_len: int, theta: float = 10000.0):
+        super().__init__()
+        inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)  # (L, hd/2)
+        angles = torch.cat([angles, angles], dim=-1)  # (L, hd)
+        # Derived from the shapes, so kept out of the state dict.
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, H, L, hd)
+        half = x.shape[-1] // 2
+        rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+        cos, sin = self.cos[: x.shape[-2]].to(x.dtype), self.sin[: x.shape[-2]].to(x.dtype)
+        return x * cos + rotated * sin
+
+
+class Attention(nn.Module):
+    """Non-causal multi-head self-attention, optionally with RoPE."""
+
+    def __init__(self, dim: int, num_heads: int, seq_len: int, rope: bool, rope_theta: float):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"hidden_size {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.qkv = Linear(dim, 3 * dim)
+        self.out = Linear(dim, dim)
+        self.rope = RotaryEmbedding(dim // num_heads, seq_len, rope_theta) if rope else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.num_heads)
+        if self.rope is not None:
+            q, k = self.rope(q), self.rope(k)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=False)  # (B, H, L, hd)
+        return self.out(rearrange(y, "b h l d -> b l (h d)"))
+
+
+class TokenMixer(nn.Module):
+    """TRM's "MLP-T": a SwiGLU across the sequence axis in place of attention."""
+
+    def __init__(self, seq_len: int, expansion: float):
+        super().__init__()
+        self.mlp = SwiGLU(seq_len, swiglu_hidden(seq_len, expansion))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x.transpose(1, 2)).transpose(1, 2)  # (B, L, D)
+
+
+class Block(nn.Module):
+    """Post-norm block: x = norm(x + mix(x)); x = norm(x + SwiGLU(x))."""
+
+    def __init__(self, dim: int, num_heads: int, seq_len: int, expansion: float, core: str, rope: bool, rope_theta: float):
+        super().__init__()
+        if core == "attention":
+            self.mixer: nn.Module = Attention(dim, num_heads, seq_len, rope, rope_theta)
+        elif core == "mlp_t":
+            self.mixer = TokenMixer(seq_len, expansion)
+        else:
+            raise ValueError(f"core must be 'attention' or 'mlp_t', got {core!r}")
+        self.mlp = SwiGLU(dim, swiglu_hidden(dim, expansion))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = rms_norm(x + self.mixer(x))
+        return rms_norm(x + self.mlp(x))
+
+
+class ReasoningNet(nn.Module):
+    """f_L / f_H: f(state, injection) = blocks(state + injection), optionally followed by a final norm."""
+
+    def __init__(self, num_layers: int, final_norm: bool, **block_kwargs):
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(**block_kwargs) for _ in range(num_layers))
+        self.final_norm = final_norm
+
+    def forward(self, state: torch.Tensor, injection: torch.Tensor) -> torch.Tensor:
+        x = state + injection  # (B, L, D)
+        for block in self.blocks:
+            x = block(x)
+        # Post-norm blocks already end in a norm; the extra one matters only when a block is changed
+        # to pre-norm, where one reimplementation saw KL ~1e4 and NaN losses without it.
+        return rms_norm(x) if self.final_norm else x

@@ -1,0 +1,315 @@
+"""GRAM: a recursive reasoning model whose high-level latent update is stochastic.
+
+One transition (t = 1..T):
+
+    for k in 1..K:  l = f_L(l, h + e_x)          # low level, deterministic
+    u   = f_H(h, l)                              # deterministic proposal
+    eps ~ N(mu(u), sigma(u)^2)                   # learned prior; posterior q(eps | u, y) in training
+    h   = u + eps
+
+A supervision step runs T transitions, only the last one with gradients. This file is the plain
+network (no training code): the LightningModule in `module.py` drives it.
+
+Latent layout along the sequence axis (L_total positions):
+
+    [ puzzle prefix (P) | input tokens (L_in) | output slots (L_out, only when L_out != L_in) ]
+
+When the output has the input's length (Sudoku, N-Queens) the decoder reads the input positions;
+otherwise (graph coloring: n(n-1)/2 edge tokens in, n colors out) it reads dedicated output slots.
+Subclasses change the input / output modality by overriding `embed_input`, `embed_target` and
+`decode` (e.g. a conv patch encoder for images).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gram_lightning.layers import Linear, ReasoningNet, SwiGLU, swiglu_hidden
+
+NoiseMode = Literal["learned", "none", "fixed", "mean_only"]
+NoiseSource = Literal["prior", "posterior"]
+
+
+@dataclass
+class Gaussian:
+    """Diagonal Gaussian over the residual eps, one per latent element."""
+
+    mean: torch.Tensor  # (B, L, D)
+    std: torch.Tensor  # (B, L, D)
+
+    def sample(self) -> torch.Tensor:
+        return self.mean + self.std * torch.randn_like(self.std)
+
+
+@dataclass
+class TransitionNoise:
+    """What the last transition of a step drew, for the KL term and the logs."""
+
+    prior: Gaussian | None
+    posterior: Gaussian | None
+    eps: torch.Tensor  # (B, L, D)
+
+
+@dataclass
+class StepOutput:
+    h: torch.Tensor  # (B, L_total, D)
+    l: torch.Tensor  # (B, L_total, D)
+    logits: torch.Tensor  # (B, L_out, V)
+    halt_logits: torch.Tensor  # (B,) logit that the current prediction is entirely right
+    value: torch.Tensor  # (B,) LPRM's predicted token accuracy, in [0, 1]
+    noise: TransitionNoise | None  # the last transition's noise; None when noise is off
+
+
+class GaussianHead(nn.Module):
+    """MLP -> (mean, std) with std = min_std + softplus(.), starting at mean 0, std init_std."""
+
+    def __init__(self, in_dim: int, dim: int, hidden: int, init_std: float, min_std: float):
+        super().__init__()
+        if not init_std > min_std:
+            raise ValueError(f"init_sigma ({init_std}) must exceed min_sigma ({min_std})")
+        self.hidden = Linear(in_dim, hidden)
+        self.out = Linear(hidden, 2 * dim, bias=True)
+        self.min_std = min_std
+        nn.init.zeros_(self.out.weight)
+        with torch.no_grad():
+            self.out.bias[:dim].zero_()
+            # inverse softplus, so the head starts exactly at init_std
+            self.out.bias[dim:].fill_(math.log(math.expm1(init_std - min_std)))
+
+    def forward(self, x: torch.Tensor) -> Gaussian:
+        mean, raw_std = self.out(F.silu(self.hidden(x))).float().chunk(2, dim=-1)
+        return Gaussian(mean, self.min_std + F.softplus(raw_std))
+
+
+class GRAM(nn.Module):
+    """Generative recursive reasoning model (TRM when `noise="none"`).
+
+    Args:
+        vocab_size: Number of token ids, 0 being PAD. Linked from the DataModule by the CLI.
+        seq_len: Input length in tokens, without the puzzle prefix. Linked from the DataModule.
+        out_len: Output length in tokens; None means the same as the input. Linked from the DataModule.
+        num_puzzle_ids: Learned per-puzzle prefix embeddings (ARC); 0 means an all-zero prefix.
+        puzzle_prefix_len: Prefix positions in front of the input. The halt and value heads read the first.
+        hidden_size: Latent width D.
+        num_heads: Attention heads (attention core only).
+        expansion: SwiGLU expansion; the hidden width is 2/3 of expansion * D rounded up to 256, as in TRM.
+        num_layers: Post-norm blocks in each of f_L and f_H.
+        core: "attention" (non-causal self-attention) or "mlp_t" (SwiGLU across the sequence, TRM's Sudoku core).
+        pos_encoding: "rope" or "none".
+        rope_theta: RoPE base.
+        share_weights: One network for both f_L and f_H (TRM) or two (HRM).
+        final_norm: An extra RMSNorm at the end of f_L and f_H.
+        T: Transitions per supervision step (the last one carries gradients).
+        K: Low-level updates per transition.
+        N_sup: Supervision steps per trajectory in training (also the default inference depth).
+        noise: "learned" (GRAM: learned prior and posterior), "none" (deterministic, the TRM baseline),
+            "fixed" (zero-mean noise of std `fixed_sigma`), "mean_only" (learned guidance mu, no noise).
+        fixed_sigma: Std of the "fixed" noise mode.
+        init_sigma: Std of the learned prior and posterior at initialization.
+        min_sigma: Floor of the learned std, keeping the KL finite.
+        noise_hidden: Hidden width of the prior / posterior MLPs; None means D.
+        decoder: "linear" (TRM) or "mlp" (a SwiGLU head) from h to token logits.
+        z0_seed: Seed of the fixed initial state z0 = (h0, l0) ~ N(0, I), stored in the checkpoint.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        seq_len: int,
+        out_len: int | None = None,
+        num_puzzle_ids: int = 0,
+        puzzle_prefix_len: int = 16,
+        hidden_size: int = 512,
+        num_heads: int = 8,
+        expansion: float = 4.0,
+        num_layers: int = 2,
+        core: Literal["attention", "mlp_t"] = "attention",
+        pos_encoding: Literal["rope", "none"] = "rope",
+        rope_theta: float = 10000.0,
+        share_weights: bool = True,
+        final_norm: bool = False,
+        T: int = 3,
+        K: int = 4,
+        N_sup: int = 16,
+        noise: NoiseMode = "learned",
+        fixed_sigma: float = 0.1,
+        init_sigma: float = 0.1,
+        min_sigma: float = 1e-3,
+        noise_hidden: int | None = None,
+        decoder: Literal["linear", "mlp"] = "linear",
+        z0_seed: int = 0,
+    ):
+        super().__init__()
+        for name, value in dict(vocab_size=vocab_size, seq_len=seq_len, hidden_size=hidden_size, T=T, K=K, N_sup=N_sup).items():
+            if value < 1:
+                raise ValueError(f"GRAM: {name} must be >= 1, got {value}")
+        if puzzle_prefix_len < 1:
+            raise ValueError("GRAM: puzzle_prefix_len must be >= 1: the halt and value heads read the first prefix position")
+        if noise not in ("learned", "none", "fixed", "mean_only"):
+            raise ValueError(f"GRAM: noise must be one of learned, none, fixed, mean_only; got {noise!r}")
+        self.vocab_size, self.seq_len = vocab_size, seq_len
+        self.out_len = out_len or seq_len
+        self.separate_output = self.out_len != seq_len
+        self.prefix_len = puzzle_prefix_len
+        self.total_len = puzzle_prefix_len + seq_len + (self.out_len if self.separate_output else 0)
+        self.hidden_size, self.T, self.K, self.N_sup = hidden_size, T, K, N_sup
+        self.noise_mode, self.fixed_sigma = noise, fixed_sigma
+        D = hidden_size
+
+        self.token_embed = nn.Embedding(vocab_size, D)
+        nn.init.trunc_normal_(self.token_embed.weight, std=1.0 / math.sqrt(D))
+        self.puzzle_embed = nn.Embedding(num_puzzle_ids, puzzle_prefix_len * D) if num_puzzle_ids else None
+        if self.puzzle_embed is not None:
+            nn.init.zeros_(self.puzzle_embed.weight)  # TRM: zero init, trained with its own optimizer settings
+        self.output_queries = nn.Parameter(torch.randn(self.out_len, D) / math.sqrt(D)) if self.separate_output else None
+
+        block_kwargs = dict(
+            dim=D, num_heads=num_heads, seq_len=self.total_len, expansion=expansion, core=core,
+            rope=pos_encoding == "rope", rope_theta=rope_theta,
+        )
+        self.f_L = ReasoningNet(num_layers, final_norm, **block_kwargs)
+        self.f_H = self.f_L if share_weights else ReasoningNet(num_layers, final_norm, **block_kwargs)
+
+        noise_hidden = noise_hidden or D
+        self.prior = self.posterior = self.target_embed = None
+        if noise in ("learned", "mean_only"):
+            self.prior = GaussianHead(D, D, noise_hidden, init_sigma, min_sigma)
+            self.posterior = GaussianHead(2 * D, D, noise_hidden, init_sigma, min_sigma)
+            self.target_embed = nn.Embedding(vocab_size, D)
+            nn.init.trunc_normal_(self.target_embed.weight, std=1.0 / math.sqrt(D))
+
+        if decoder == "linear":
+            self.decoder: nn.Module = Linear(D, vocab_size)
+        elif decoder == "mlp":
+            self.decoder = SwiGLU(D, swiglu_hidden(D, expansion), vocab_size)
+        else:
+            raise ValueError(f"GRAM: decoder must be 'linear' or 'mlp', got {decoder!r}")
+        self.halt_head = Linear(D, 1, bias=True)
+        self.value_head = Linear(D, 1, bias=True)
+        with torch.no_grad():
+            # TRM: the halt head starts almost certain to continue, so early training runs full depth.
+            self.halt_head.weight.zero_()
+            self.halt_head.bias.fill_(-5.0)
+            self.value_head.weight.zero_()
+            self.value_head.bias.zero_()
+
+        # z0 is drawn once from its own seed, then frozen: a buffer, so checkpoints carry it.
+        generator = torch.Generator().manual_seed(z0_seed)
+        self.register_buffer("h0", torch.randn(self.total_len, D, generator=generator))
+        self.register_buffer("l0", torch.randn(self.total_len, D, generator=generator))
+
+    # ---- modality hooks (override for other inputs / outputs) ----
+
+    def embed_input(self, inputs: torch.Tensor, puzzle_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Tokens (B, L_in) -> e_x (B, L_total, D), scaled by sqrt(D) as in TRM."""
+        B = inputs.shape[0]
+        D = self.hidden_size
+        tokens = self.token_embed(inputs)  # (B, L_in, D)
+        if self.puzzle_embed is not None:
+            if puzzle_ids is None:
+                raise ValueError("GRAM was built with num_puzzle_ids > 0 but the batch has no 'puzzle_ids'")
+            prefix = self.puzzle_embed(puzzle_ids).view(B, self.prefix_len, D)
+        else:
+            prefix = tokens.new_zeros(B, self.prefix_len, D)
+        parts = [prefix.to(tokens.dtype), tokens]
+        if self.output_queries is not None:
+            parts.append(self.output_queries.to(tokens.dtype).expand(B, -1, -1))
+        return math.sqrt(D) * torch.cat(parts, dim=1)
+
+    def embed_target(self, labels: torch.Tensor) -> torch.Tensor:
+        """Targets (B, L_out) -> (B, L_total, D), placed at the output positions: what the posterior sees."""
+        assert self.target_embed is not None
+        y = self.target_embed(labels)  # (B, L_out, D)
+        start = self.total_len - self.out_len if self.separate_output else self.prefix_len
+        return F.pad(y, (0, 0, start, self.total_len - start - self.out_len))
+
+    def decode(self, h: torch.Tensor) -> torch.Tensor:
+        """h (B, L_total, D) -> logits (B, L_out, V)."""
+        start = self.total_len - self.out_len if self.separate_output else self.prefix_len
+        return self.decoder(h[:, start : start + self.out_len])
+
+    # ---- recursion ----
+
+    def initial_state(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.h0.expand(batch_size, -1, -1), self.l0.expand(batch_size, -1, -1)
+
+    def sample_noise(self, u: torch.Tensor, source: NoiseSource, target_context: torch.Tensor | None, test_sigma: float) -> TransitionNoise | None:
+        if self.noise_mode == "none":
+            if test_sigma > 0:  # PTRM: Gaussian noise on a deterministic model, at test time only
+                return TransitionNoise(None, None, test_sigma * torch.randn_like(u))
+            return None
+        if self.noise_mode == "fixed":
+            return TransitionNoise(None, None, self.fixed_sigma * torch.randn_like(u))
+        prior = self.prior(u)
+        posterior = None
+        if source == "posterior":
+            if target_context is None:
+                raise ValueError("posterior noise needs the target: pass labels")
+            posterior = self.posterior(torch.cat([u, target_context.to(u.dtype)], dim=-1))
+        drawn_from = posterior if posterior is not None else prior
+        eps = drawn_from.mean if self.noise_mode == "mean_only" else drawn_from.sample()
+        return TransitionNoise(prior, posterior, eps.to(u.dtype))
+
+    def transition(self, h, l, input_embedding, source: NoiseSource, target_context=None, test_sigma: float = 0.0):
+        for _ in range(self.K):
+            l = self.f_L(l, h + input_embedding)
+        u = self.f_H(h, l)
+        noise = self.sample_noise(u, source, target_context, test_sigma)
+        return (u if noise is None else u + noise.eps), l, noise
+
+    def heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits = self.decode(h)
+        # Halt and value heads must not shape the core (paper App. A.1): they read a detached state.
+        summary = h[:, 0].detach()  # (B, D)
+        halt_logits = self.halt_head(summary).squeeze(-1).float()
+        value = torch.sigmoid(self.value_head(summary).squeeze(-1).float())
+        return logits, halt_logits, value
+
+    def supervision_step(
+        self,
+        h: torch.Tensor,
+        l: torch.Tensor,
+        input_embedding: torch.Tensor,
+        source: NoiseSource = "prior",
+        target_context: torch.Tensor | None = None,
+        test_sigma: float = 0.0,
+    ) -> StepOutput:
+        """T transitions from (h, l); gradients flow through the last one only (the rest run under no_grad)."""
+        with torch.no_grad():
+            for _ in range(self.T - 1):
+                h, l, _ = self.transition(h, l, input_embedding, source, target_context, test_sigma)
+        h, l, noise = self.transition(h, l, input_embedding, source, target_context, test_sigma)
+        logits, halt_logits, value = self.heads(h)
+        return StepOutput(h, l, logits, halt_logits, value, noise)
+
+    @torch.no_grad()
+    def rollout(
+        self,
+        inputs: torch.Tensor,
+        num_steps: int | None = None,
+        puzzle_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        test_sigma: float = 0.0,
+        step_fn=None,
+    ) -> Iterator[StepOutput]:
+        """Sample one trajectory per row, yielding the output after each supervision step.
+
+        Noise comes from the prior, or from the posterior when `labels` are given (to measure the
+        posterior shortcut). Depth scaling is `num_steps` > N_sup; width scaling is repeating rows of
+        `inputs`. `step_fn` replaces `supervision_step` (e.g. its torch.compile'd version).
+        """
+        step_fn = step_fn or self.supervision_step
+        e = self.embed_input(inputs, puzzle_ids)
+        context = self.embed_target(labels) if labels is not None and self.target_embed is not None else None
+        source: NoiseSource = "posterior" if context is not None else "prior"
+        h, l = self.initial_state(inputs.shape[0])
+        for _ in range(num_steps or self.N_sup):
+            out = step_fn(h, l, e, source, context, test_sigma)
+            h, l = out.h, out.l
+            yield out

@@ -1,0 +1,358 @@
+"""The LightningModule: deep supervision with ACT, the truncated ELBO, and width / depth sampling."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+
+from gram_lightning import losses
+from gram_lightning.metrics import SolveMetrics
+from gram_lightning.model import GRAM, StepOutput
+from gram_lightning.selection import SELECTION_RULES, SelectionRule, select
+
+# Inference knobs are not saved as hyperparameters: `gram test --ckpt_path` restores the saved ones
+# over the command line, and these must stay settable per run.
+INFERENCE_ARGS = ("num_samples", "num_steps", "selection", "halt_at_inference", "test_noise_sigma", "inference_seed")
+
+SolutionChecker = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (inputs (B, L_in), preds (B, L_out)) -> (B,)
+
+
+@dataclass
+class Carry:
+    """Per-row training state that persists across optimizer steps (TRM's ACT carry)."""
+
+    h: torch.Tensor  # (B, L_total, D)
+    l: torch.Tensor  # (B, L_total, D)
+    batch: dict[str, torch.Tensor]  # the example each row is working on
+    steps: torch.Tensor  # (B,) supervision steps taken on it
+    halted: torch.Tensor  # (B,) replace the row with a fresh example at the next step
+
+
+@dataclass
+class Samples:
+    """N sampled trajectories per input after the last supervision step, and the chosen one."""
+
+    preds: torch.Tensor  # (B, N, L_out)
+    value: torch.Tensor  # (B, N)
+    halt_logits: torch.Tensor  # (B, N)
+    is_solution: torch.Tensor  # (B, N)
+    chosen: torch.Tensor  # (B, L_out)
+    chosen_index: torch.Tensor  # (B,)
+    score: torch.Tensor  # (B,)
+    steps: torch.Tensor  # (B, N) supervision steps run
+
+
+class GRAMModule(L.LightningModule):
+    """Trains a GRAM (or its deterministic baselines) with deep supervision and evaluates it by sampling.
+
+    Args:
+        net: The recursive network; its vocab / lengths are linked from the DataModule by the CLI.
+        optimizer: Optimizer factory taking the parameters (the configs use AdamW, lr 1e-4,
+            weight decay 1.0, betas (0.9, 0.95)).
+        warmup_steps: Linear learning-rate warmup, then constant (TRM's schedule).
+        beta: Weight of the KL term (per task: Sudoku 0.1, N-Queens 8x8 0.07, ...).
+        kl_balance: Dreamer KL balancing: share of the KL gradient that moves the prior.
+        loss: Reconstruction loss: "stablemax" (TRM, float64) or "softmax" cross-entropy.
+        halt_loss_weight: Weight of the halt head's BCE on "the prediction is entirely right".
+        value_loss_weight: Weight of the value head's (LPRM) squared error on token accuracy.
+        act: Adaptive halting in training; off means every example runs exactly N_sup steps.
+        halt_exploration_prob: Probability that an example gets a random minimum halt step in [2, N_sup].
+        compile: torch.compile the supervision step (checkpoint keys are unchanged).
+        val_num_samples: Trajectories per input in validation (prior rollouts, majority vote).
+        num_samples: Width N of test / predict: trajectories sampled per input, in one batch.
+        num_steps: Depth of test / predict in supervision steps (default: the net's N_sup; may exceed it).
+        selection: How test / predict picks one of the N samples: vote, lprm (value head), halt, first.
+        halt_at_inference: Stop each trajectory when its halt head says so (else run all num_steps).
+        test_noise_sigma: Test-time Gaussian noise on a deterministic net (PTRM); needs noise="none".
+        inference_seed: Seed of the noise in validation / test / predict (offset per DDP rank).
+    """
+
+    def __init__(
+        self,
+        net: GRAM,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        warmup_steps: int = 2000,
+        beta: float = 0.1,
+        kl_balance: float = 0.8,
+        loss: Literal["stablemax", "softmax"] = "stablemax",
+        halt_loss_weight: float = 0.5,
+        value_loss_weight: float = 0.5,
+        act: bool = True,
+        halt_exploration_prob: float = 0.1,
+        compile: bool = False,
+        val_num_samples: int = 1,
+        num_samples: int = 1,
+        num_steps: int | None = None,
+        selection: SelectionRule = "vote",
+        halt_at_inference: bool = False,
+        test_noise_sigma: float = 0.0,
+        inference_seed: int = 1234,
+    ):
+        super().__init__()
+        if selection not in SELECTION_RULES:
+            raise ValueError(f"selection must be one of {SELECTION_RULES}, got {selection!r}")
+        if num_samples < 1 or val_num_samples < 1:
+            raise ValueError("num_samples and val_num_samples must be >= 1")
+        if test_noise_sigma > 0 and net.noise_mode != "none":
+            raise ValueError("test_noise_sigma (PTRM) applies to a deterministic net: set net noise='none'")
+        # Under the CLI the hyperparameters are the parsed config (net included, as class_path/init_args);
+        # from Python, `net` is an nn.Module that the state dict already holds.
+        from_cli = _given_hyperparameters.get() is not None
+        self.save_hyperparameters(ignore=[*INFERENCE_ARGS, *(() if from_cli else ("net",))])
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.warmup_steps = warmup_steps
+        self.beta, self.kl_balance, self.loss_kind = beta, kl_balance, loss
+        self.halt_loss_weight, self.value_loss_weight = halt_loss_weight, value_loss_weight
+        self.act, self.halt_exploration_prob = act, halt_exploration_prob
+        self.compile_step = compile
+        self.val_num_samples = val_num_samples
+        self.num_samples, self.num_steps, self.selection = num_samples, num_steps, selection
+        self.halt_at_inference, self.test_noise_sigma, self.inference_seed = halt_at_inference, test_noise_sigma, inference_seed
+
+        self.val_metrics = SolveMetrics()
+        self.val_posterior_metrics = SolveMetrics()
+        self.test_metrics = SolveMetrics()
+        self.carry: Carry | None = None
+        self.solution_checker: SolutionChecker | None = None
+        self._compiled_step: Callable[..., StepOutput] | None = None
+
+    # ---- set-up ----
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        self.solution_checker = getattr(datamodule, "check_solution", None)
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        warmup = max(1, self.warmup_steps)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    @property
+    def step_fn(self) -> Callable[..., StepOutput]:
+        if not self.compile_step:
+            return self.net.supervision_step
+        if self._compiled_step is None:
+            # Compile the bound method, never assign a compiled module: no `_orig_mod.` keys in checkpoints.
+            self._compiled_step = torch.compile(self.net.supervision_step)
+        return self._compiled_step
+
+    def _rank_seed(self, base: int) -> int:
+        # One global seed would give every DDP rank the same noise.
+        return base + 1_000_003 * self.global_rank
+
+    def on_train_start(self) -> None:
+        base = int(os.environ.get("PL_GLOBAL_SEED", torch.initial_seed() % 2**31))
+        torch.manual_seed(self._rank_seed(base))
+
+    def _enter_inference_rng(self) -> None:
+        """Fixed, per-rank evaluation noise that leaves the training RNG stream where it was."""
+        cuda = self.device.type == "cuda"
+        self._saved_rng = (torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if cuda else None)
+        torch.manual_seed(self._rank_seed(self.inference_seed))
+
+    def _exit_inference_rng(self) -> None:
+        cpu_state, cuda_state = self._saved_rng
+        torch.set_rng_state(cpu_state)
+        if cuda_state is not None:
+            torch.cuda.set_rng_state(cuda_state, self.device)
+
+    # ---- training ----
+
+    def _refresh_carry(self, batch: dict[str, torch.Tensor]) -> Carry:
+        """Rows that halted at the last step start the next example of `batch` from z0 (TRM's ACT)."""
+        B = batch["inputs"].shape[0]
+        if self.carry is None or self.carry.steps.shape[0] != B:
+            h, l = self.net.initial_state(B)
+            self.carry = Carry(h.clone(), l.clone(), dict(batch), torch.zeros(B, dtype=torch.long, device=self.device),
+                               torch.ones(B, dtype=torch.bool, device=self.device))
+        c = self.carry
+        fresh = c.halted
+        h0, l0 = self.net.initial_state(B)
+        c.h = torch.where(fresh[:, None, None], h0.to(c.h.dtype), c.h)
+        c.l = torch.where(fresh[:, None, None], l0.to(c.l.dtype), c.l)
+        c.steps = torch.where(fresh, 0, c.steps)
+        c.batch = {k: torch.where(fresh.view(-1, *[1] * (v.dim() - 1)), v, c.batch[k]) for k, v in batch.items()}
+        return c
+
+    def _halt_decision(self, out: StepOutput, steps: torch.Tensor) -> torch.Tensor:
+        halted = steps >= self.net.N_sup
+        if self.act and self.net.N_sup > 1:
+            halted = halted | (out.halt_logits > 0)
+            # Exploration: some rows get a random minimum depth so the halt head sees later steps too.
+            explore = torch.rand_like(out.halt_logits) < self.halt_exploration_prob
+            min_steps = torch.randint_like(steps, 2, self.net.N_sup + 1) * explore
+            halted = halted & (steps >= min_steps)
+        return halted
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        c = self._refresh_carry(batch)
+        labels = c.batch["labels"]
+        e = self.net.embed_input(c.batch["inputs"], c.batch.get("puzzle_ids"))
+        posterior = self.net.posterior is not None
+        context = self.net.embed_target(labels) if posterior else None
+        out = self.step_fn(c.h, c.l, e, "posterior" if posterior else "prior", context)
+        terms = self._loss_terms(out, labels)
+
+        with torch.no_grad():
+            c.h, c.l = out.h.detach(), out.l.detach()
+            c.steps = c.steps + 1
+            c.halted = self._halt_decision(out, c.steps)
+            logs = {f"train/{k}": v.detach() for k, v in terms.items()}
+            logs["train/halt_steps"] = c.steps[c.halted].float().mean() if c.halted.any() else c.steps.float().mean()
+            logs.update(self._noise_stats(out))
+        self.log("train/loss", terms["loss"], prog_bar=True)
+        self.log_dict({k: v for k, v in logs.items() if k != "train/loss"})
+        return terms["loss"]
+
+    def _loss_terms(self, out: StepOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        mask = labels != losses.IGNORE_LABEL
+        with torch.no_grad():
+            preds = out.logits.argmax(-1)
+            token_acc = ((preds == labels) & mask).sum(-1) / mask.sum(-1).clamp(min=1)
+            seq_correct = ((preds == labels) | ~mask).all(-1)
+        ce = losses.mean_over_tokens(losses.token_cross_entropy(out.logits, labels, self.loss_kind), labels).mean()
+        kl = ce.new_zeros(())
+        noise = out.noise
+        if noise is not None and noise.posterior is not None:
+            if self.net.noise_mode == "mean_only":
+                kl = losses.balanced_mean_distance(noise.posterior, noise.prior, self.kl_balance).mean()
+            else:
+                kl = losses.balanced_kl(noise.posterior, noise.prior, self.kl_balance).mean()
+        halt = losses.halt_loss(out.halt_logits, seq_correct).mean()
+        value = losses.value_loss(out.value, token_acc).mean()
+        loss = ce + self.beta * kl + self.halt_loss_weight * halt + self.value_loss_weight * value
+        return {"loss": loss, "ce": ce, "kl": kl, "halt_loss": halt, "value_loss": value,
+                "exact_acc_posterior": seq_correct.float().mean(), "token_acc_posterior": token_acc.mean()}
+
+    @staticmethod
+    def _noise_stats(out: StepOutput) -> dict[str, torch.Tensor]:
+        noise = out.noise
+        if noise is None:
+            return {}
+        stats = {"train/eps_rms": noise.eps.float().pow(2).mean().sqrt()}
+        for name, dist in (("prior", noise.prior), ("posterior", noise.posterior)):
+            if dist is not None:
+                stats[f"train/sigma_{name}_mean"] = dist.std.mean()
+                stats[f"train/sigma_{name}_min"] = dist.std.min()
+                stats[f"train/mu_{name}_rms"] = dist.mean.pow(2).mean().sqrt()
+        return stats
+
+    # ---- sampling ----
+
+    def _check(self, inputs: torch.Tensor, preds: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        if self.solution_checker is not None:
+            return self.solution_checker(inputs, preds)
+        if labels is None:
+            raise ValueError("no solution checker (DataModule.check_solution) and no labels to compare against")
+        return ((preds == labels) | (labels == losses.IGNORE_LABEL)).all(-1)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        batch: dict[str, torch.Tensor],
+        num_samples: int,
+        num_steps: int | None = None,
+        selection: SelectionRule = "vote",
+        posterior: bool = False,
+    ) -> Samples:
+        """Draw `num_samples` trajectories per input in one batch, `num_steps` supervision steps deep."""
+        inputs, labels = batch["inputs"], batch.get("labels")
+        B, N = inputs.shape[0], num_samples
+        repeat = lambda t: None if t is None else t.repeat_interleave(N, dim=0)  # noqa: E731
+        rows_in, rows_labels = repeat(inputs), repeat(labels) if posterior else None
+        halted = torch.zeros(B * N, dtype=torch.bool, device=inputs.device)
+        steps = torch.zeros(B * N, dtype=torch.long, device=inputs.device)
+        final: StepOutput | None = None
+        sigma = self.test_noise_sigma if self.net.noise_mode == "none" else 0.0
+        for out in self.net.rollout(rows_in, num_steps, repeat(batch.get("puzzle_ids")), rows_labels, sigma, self.step_fn):
+            if final is None:
+                final = out
+            else:  # rows that halted keep the output of the step at which they halted
+                keep = halted
+                final = StepOutput(
+                    out.h, out.l,
+                    torch.where(keep[:, None, None], final.logits, out.logits),
+                    torch.where(keep, final.halt_logits, out.halt_logits),
+                    torch.where(keep, final.value, out.value),
+                    None,
+                )
+            steps = steps + (~halted).long()
+            if self.halt_at_inference:
+                halted = halted | (final.halt_logits > 0)
+                if halted.all():
+                    break
+        assert final is not None
+        preds = final.logits.argmax(-1)  # (B*N, L_out)
+        is_solution = self._check(rows_in, preds, repeat(labels))
+        preds = preds.view(B, N, -1)
+        value, halt_logits = final.value.view(B, N), final.halt_logits.view(B, N)
+        chosen = select(preds, selection, value, halt_logits)
+        return Samples(preds, value, halt_logits, is_solution.view(B, N), chosen.output, chosen.index, chosen.score, steps.view(B, N))
+
+    def _update_metrics(self, metric: SolveMetrics, batch: dict[str, torch.Tensor], s: Samples) -> None:
+        chosen_ok = s.is_solution.gather(1, s.chosen_index[:, None]).squeeze(1)
+        metric.update(s.preds, s.chosen, batch["labels"], s.is_solution, chosen_ok, batch.get("num_solutions"))
+
+    # ---- evaluation loops ----
+
+    def on_validation_epoch_start(self) -> None:
+        self._enter_inference_rng()
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._update_metrics(self.val_metrics, batch, self.sample(batch, self.val_num_samples, selection="vote"))
+        if self.net.posterior is not None:
+            # Posterior rollouts see the target; the gap to the prior's accuracy exposes the posterior shortcut.
+            self._update_metrics(self.val_posterior_metrics, batch, self.sample(batch, 1, selection="first", posterior=True))
+
+    def on_validation_epoch_end(self) -> None:
+        self._exit_inference_rng()
+        metrics = {f"val/{k}": v for k, v in self.val_metrics.compute().items()}
+        self.log("val/exact_acc", metrics.pop("val/exact_acc"), prog_bar=True)
+        self.log_dict(metrics)
+        self.val_metrics.reset()
+        if self.net.posterior is not None:
+            post = self.val_posterior_metrics.compute()
+            self.log_dict({"val/exact_acc_posterior": post["exact_acc"], "val/token_acc_posterior": post["token_acc"]})
+            self.val_posterior_metrics.reset()
+
+    def on_test_epoch_start(self) -> None:
+        self._enter_inference_rng()
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        s = self.sample(batch, self.num_samples, self.num_steps, self.selection)
+        self._update_metrics(self.test_metrics, batch, s)
+
+    def on_test_epoch_end(self) -> None:
+        self._exit_inference_rng()
+        self.log_dict({f"test/{k}": v for k, v in self.test_metrics.compute().items()})
+        self.test_metrics.reset()
+
+    def on_predict_epoch_start(self) -> None:
+        self._enter_inference_rng()
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
+        s = self.sample(batch, self.num_samples, self.num_steps, self.selection)
+        return {
+            "inputs": batch["inputs"], "labels": batch.get("labels"), "samples": s.preds, "chosen": s.chosen,
+            "score": s.score, "chosen_index": s.chosen_index, "is_solution": s.is_solution, "value": s.value,
+            "steps": s.steps,
+        }
+
+    def on_predict_epoch_end(self) -> None:
+        self._exit_inference_rng()
+
+    def inference_settings(self) -> dict[str, Any]:
+        """What a test / predict run used, written next to its results."""
+        return {
+            "num_samples": self.num_samples, "num_steps": self.num_steps or self.net.N_sup,
+            "trained_steps": self.net.N_sup, "selection": self.selection, "halt_at_inference": self.halt_at_inference,
+            "test_noise_sigma": self.test_noise_sigma, "noise": self.net.noise_mode, "inference_seed": self.inference_seed,
+        }

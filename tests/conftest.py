@@ -1,0 +1,22 @@
+import pytest
+import torch
+
+from gram_lightning.model import GRAM
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    # CI has 2 cores; more threads only contend.
+    torch.set_num_threads(2)
+
+
+def tiny_net(**overrides) -> GRAM:
+    """A GRAM small enough to run dozens of times per second on a CPU."""
+    kwargs = dict(vocab_size=6, seq_len=16, hidden_size=32, num_heads=2, expansion=2.0, num_layers=1,
+                  puzzle_prefix_len=2, T=2, K=2, N_sup=3, noise="learned")
+    kwargs.update(overrides)
+    return GRAM(**kwargs)
+
+
+TINY_TRAINER = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                    enable_progress_bar=False, enable_model_summary=False)

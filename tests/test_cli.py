@@ -1,0 +1,132 @@
+"""The `gram` command end to end: configs parse, fit -> test -> predict from a checkpoint, resume, errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from gram_lightning.cli import GramCLI, main
+from gram_lightning.module import GRAMModule
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "experiments").glob("*.yaml"))
+
+
+def tiny_args(tmp_path: Path, *extra: str) -> list[str]:
+    """The demo config shrunk to seconds: a 4x4 multi-solution Sudoku set and a one-layer net."""
+    return [
+        "--config", str(ROOT / "experiments" / "demo.yaml"),
+        "--trainer.max_steps", "6", "--trainer.val_check_interval", "3", "--trainer.log_every_n_steps", "1",
+        "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
+        "--model.net.init_args.hidden_size", "16", "--model.net.init_args.num_heads", "2",
+        "--model.net.init_args.num_layers", "1", "--model.net.init_args.N_sup", "2",
+        "--data.init_args.num_train_puzzles", "40", "--data.init_args.num_test_puzzles", "12",
+        "--data.init_args.num_val_puzzles", "8", "--data.init_args.batch_size", "8",
+        "--data.init_args.cache_dir", str(tmp_path / "cache"),
+        *extra,
+    ]
+
+
+def run_gram(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}")
+    return subprocess.run([sys.executable, "-m", "gram_lightning.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
+def test_every_shipped_config_parses_and_instantiates(config, tmp_path):
+    cli = GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False,
+                  args=["--config", str(config), "--data.init_args.cache_dir", str(tmp_path)])
+    net = cli.model.net
+    assert (net.vocab_size, net.seq_len) == (cli.datamodule.vocab_size, cli.datamodule.seq_len)
+
+
+def test_fit_then_test_and_predict_from_checkpoint(tmp_path):
+    fit = run_gram("fit", *tiny_args(tmp_path), cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    run_dir = tmp_path / "logs" / "demo" / "version_0"
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file() and (run_dir / "config.yaml").is_file()
+    assert "Width scaling" in fit.stdout  # the demo's report table
+    report = json.loads((run_dir / "width_scaling.json").read_text())
+    assert {(r["N"], r["selection"]) for r in report} == {(1, "-"), (8, "vote"), (8, "lprm")}
+
+    # the checkpoint restores the network; only data and inference knobs come from the command line
+    common = ["--config", str(run_dir / "config.yaml"), "--ckpt_path", str(ckpt),
+              "--trainer.logger.init_args.save_dir", str(tmp_path / "eval")]
+    test = run_gram("test", *common, "--model.num_samples", "4", "--model.num_steps", "3",
+                    "--model.selection", "lprm", cwd=tmp_path)
+    assert test.returncode == 0, test.stderr[-3000:]
+    results = json.loads(next((tmp_path / "eval").rglob("test_metrics.json")).read_text())
+    assert results["settings"]["num_samples"] == 4 and results["settings"]["num_steps"] == 3
+    assert results["settings"]["selection"] == "lprm"
+    assert 0.0 <= results["metrics"]["test/exact_acc"] <= 1.0 and "test/distinct_solutions" in results["metrics"]
+
+    predict = run_gram("predict", *common, "--model.num_samples", "3", cwd=tmp_path)
+    assert predict.returncode == 0, predict.stderr[-3000:]
+    lines = next((tmp_path / "eval").rglob("predictions.jsonl")).read_text().splitlines()
+    assert len(lines) == 12
+    row = json.loads(lines[0])
+    assert len(row["inputs"]) == 16 and len(row["target"]) == 16
+    assert len(row["samples"]) == 3 and row["chosen"] in row["samples"] and isinstance(row["score"], float)
+
+
+def test_resume_continues_with_same_step_and_ema_state(tmp_path):
+    first = GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False,
+                    args=tiny_args(tmp_path, "--trainer.max_steps", "4"))
+    first.trainer.fit(first.model, first.datamodule)
+    ckpt_path = Path(first.trainer.checkpoint_callback.last_model_path)
+    saved = torch.load(ckpt_path, weights_only=True)
+    assert saved["global_step"] == 4 and "averaging_state" in saved and "current_model_state" in saved
+
+    seen = {}
+
+    class RecordResumeState(L.Callback):
+        def on_train_start(self, trainer, pl_module):
+            ema = next(cb for cb in trainer.callbacks if type(cb).__name__ == "EMAWeightAveraging")
+            seen["step"] = trainer.global_step
+            seen["ema"] = {k: v.clone() for k, v in ema._average_model.module.state_dict().items()}
+            seen["current"] = {k: v.clone() for k, v in pl_module.state_dict().items()}
+
+    second = GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False,
+                     args=tiny_args(tmp_path, "--trainer.max_steps", "8"))
+    second.trainer.callbacks.append(RecordResumeState())
+    second.trainer.fit(second.model, second.datamodule, ckpt_path=str(ckpt_path))
+    assert seen["step"] == 4 and second.trainer.global_step == 8
+    for key, value in saved["state_dict"].items():  # the checkpoint's state_dict holds the EMA weights
+        torch.testing.assert_close(seen["ema"][key], value)
+    for key, value in saved["current_model_state"].items():
+        torch.testing.assert_close(seen["current"][key], value)
+
+
+def test_corrupt_or_missing_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint" * 10)
+    for path, message in ((bad, "corrupt"), (tmp_path / "missing.ckpt", "not found")):
+        with pytest.raises(SystemExit) as excinfo:
+            main(["test", *tiny_args(tmp_path), "--ckpt_path", str(path)])
+        assert message in str(excinfo.value.code) and str(path) in str(excinfo.value.code)
+
+
+def test_bad_config_key_is_named(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", *tiny_args(tmp_path), "--model.net.init_args.hiden_size", "8"])
+    assert "hiden_size" in capsys.readouterr().err
+
+
+def test_ddp_two_cpu_processes_draw_different_noise(tmp_path):
+    out = tmp_path / "noise.json"
+    result = run_gram(
+        "fit", *tiny_args(tmp_path, "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_steps", "2",
+                          "--trainer.callbacks+=ddp_probe.RecordRankNoise",
+                          f"--trainer.callbacks.init_args.path={out}"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    noise = json.loads(out.read_text())
+    assert len(noise) == 2 and noise[0] != noise[1]

@@ -1,0 +1,219 @@
+"""The recursive network: shapes, noise modes, determinism, truncated gradients, losses."""
+
+import pytest
+import torch
+from conftest import tiny_net
+
+from gram_lightning import losses
+from gram_lightning.model import GRAM, Gaussian
+
+
+def _batch(B=4, L=16, vocab=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(1, vocab, (B, L), generator=g), torch.randint(2, vocab, (B, L), generator=g)
+
+
+def _final(net, x, **kw):
+    *_, out = net.rollout(x, **kw)
+    return out
+
+
+@pytest.mark.parametrize("core", ["attention", "mlp_t"])
+@pytest.mark.parametrize("share", [True, False])
+def test_shapes(core, share):
+    net = tiny_net(core=core, share_weights=share)
+    x, y = _batch()
+    out = _final(net, x)
+    assert out.logits.shape == (4, 16, 6)
+    assert out.h.shape == out.l.shape == (4, net.total_len, 32) and net.total_len == 18
+    assert out.halt_logits.shape == out.value.shape == (4,)
+    assert ((out.value >= 0) & (out.value <= 1)).all()
+    assert (net.f_L is net.f_H) == share
+
+
+def test_output_length_differs_from_input():
+    # graph coloring: n(n-1)/2 = 28 edge tokens in, n = 8 colors out
+    net = tiny_net(seq_len=28, out_len=8, vocab_size=6)
+    x, y = _batch(L=28)
+    assert net.total_len == 2 + 28 + 8
+    out = _final(net, x)
+    assert out.logits.shape == (4, 8, 6)
+    context = net.embed_target(y[:, :8])
+    assert context.shape == (4, net.total_len, 32)
+    assert context[:, : 2 + 28].abs().sum() == 0 and context[:, -8:].abs().sum() > 0
+    step = net.supervision_step(*net.initial_state(4), net.embed_input(x), "posterior", context)
+    assert step.noise.posterior.mean.shape == (4, net.total_len, 32)
+
+
+def test_puzzle_embeddings_need_ids():
+    net = tiny_net(num_puzzle_ids=5)
+    x, _ = _batch()
+    assert net.embed_input(x, torch.tensor([0, 1, 2, 4])).shape == (4, 18, 32)
+    with pytest.raises(ValueError, match="puzzle_ids"):
+        net.embed_input(x)
+
+
+def test_z0_is_fixed_and_saved():
+    net = tiny_net()
+    state = net.state_dict()
+    assert "h0" in state and "l0" in state
+    assert torch.equal(tiny_net().h0, net.h0)  # drawn from its own seed, not the global RNG
+    assert not torch.equal(tiny_net(z0_seed=1).h0, net.h0)
+
+
+def test_deterministic_mode_is_bit_identical_across_runs():
+    net = tiny_net(noise="none")
+    x, _ = _batch()
+    torch.manual_seed(0)
+    a = _final(net, x)
+    torch.manual_seed(123)
+    b = _final(net, x)
+    assert torch.equal(a.logits, b.logits) and torch.equal(a.h, b.h)
+    assert a.noise is None
+
+
+def test_stochastic_mode_differs_across_seeds_and_repeats_within_one():
+    net = tiny_net(noise="learned", init_sigma=0.5)
+    x, _ = _batch()
+    torch.manual_seed(0)
+    a = _final(net, x)
+    torch.manual_seed(1)
+    b = _final(net, x)
+    torch.manual_seed(0)
+    c = _final(net, x)
+    assert not torch.equal(a.h, b.h)
+    assert torch.equal(a.h, c.h)
+
+
+def test_mean_only_is_deterministic_but_guided():
+    net = tiny_net(noise="mean_only")
+    torch.nn.init.normal_(net.prior.out.weight, std=0.1)
+    x, _ = _batch()
+    torch.manual_seed(0)
+    a = _final(net, x)
+    torch.manual_seed(1)
+    b = _final(net, x)
+    assert torch.equal(a.h, b.h)
+    assert a.noise.eps.abs().sum() > 0
+
+
+def test_fixed_noise_has_requested_scale():
+    net = tiny_net(noise="fixed", fixed_sigma=0.3)
+    x, _ = _batch(B=64)
+    out = _final(net, x)
+    assert out.noise.prior is None and abs(out.noise.eps.std().item() - 0.3) < 0.02
+
+
+def test_test_time_noise_on_deterministic_net():
+    net = tiny_net(noise="none")
+    x, _ = _batch()
+    torch.manual_seed(0)
+    a = _final(net, x, test_sigma=0.5)
+    torch.manual_seed(1)
+    b = _final(net, x, test_sigma=0.5)
+    assert not torch.equal(a.h, b.h)
+
+
+def test_prior_starts_at_init_sigma():
+    net = tiny_net(init_sigma=0.25)
+    x, _ = _batch()
+    out = _final(net, x)
+    torch.testing.assert_close(out.noise.prior.std, torch.full_like(out.noise.prior.std, 0.25))
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_gradients_reach_only_the_last_transition(share):
+    net = tiny_net(T=3, K=2, share_weights=share)
+    x, y = _batch()
+    grad_calls = {"f_L": 0, "f_H": 0}
+
+    def count(name):
+        def hook(module, args, output):
+            grad_calls[name] += torch.is_grad_enabled()
+        return hook
+
+    net.f_L.register_forward_hook(count("f_L"))
+    if not share:
+        net.f_H.register_forward_hook(count("f_H"))
+    h0, l0 = (t.clone().requires_grad_(True) for t in net.initial_state(4))
+    out = net.supervision_step(h0, l0, net.embed_input(x), "posterior", net.embed_target(y))
+    # only the last of T=3 transitions runs with gradients: K=2 low-level calls and one high-level call
+    if share:
+        assert grad_calls["f_L"] == 2 + 1
+    else:
+        assert grad_calls == {"f_L": 2, "f_H": 1}
+    loss = out.logits.float().pow(2).mean() + losses.gaussian_kl(out.noise.posterior, out.noise.prior).mean()
+    grad_h0, grad_l0 = torch.autograd.grad(loss, [h0, l0], allow_unused=True)
+    assert grad_h0 is None and grad_l0 is None  # the start state sits behind the no_grad transitions
+    loss.backward()
+    assert net.token_embed.weight.grad is not None and net.prior.out.weight.grad is not None
+
+
+def test_one_transition_step_passes_gradient_to_its_start_state():
+    net = tiny_net(T=1)
+    x, _ = _batch()
+    h0 = net.initial_state(4)[0].clone().requires_grad_(True)
+    out = net.supervision_step(h0, net.initial_state(4)[1], net.embed_input(x))
+    (grad,) = torch.autograd.grad(out.logits.sum(), [h0])
+    assert grad.abs().sum() > 0
+
+
+def test_halt_and_value_heads_do_not_train_the_core():
+    net = tiny_net()
+    x, _ = _batch()
+    out = net.supervision_step(*net.initial_state(4), net.embed_input(x))
+    (out.halt_logits.sum() + out.value.sum()).backward()
+    assert net.halt_head.weight.grad is not None and net.value_head.weight.grad is not None
+    assert all(p.grad is None for p in net.f_L.parameters())
+    assert net.token_embed.weight.grad is None
+
+
+def test_kl_is_nonnegative_and_zero_when_q_equals_p():
+    g = torch.Generator().manual_seed(0)
+    shape = (3, 5, 8)
+    p = Gaussian(torch.randn(shape, generator=g), torch.rand(shape, generator=g) + 0.1)
+    q = Gaussian(torch.randn(shape, generator=g), torch.rand(shape, generator=g) + 0.1)
+    kl = losses.gaussian_kl(q, p)
+    assert kl.shape == (3, 5) and (kl >= 0).all() and kl.sum() > 0
+    torch.testing.assert_close(losses.gaussian_kl(p, p), torch.zeros(3, 5))
+    # closed form, one dimension: KL(N(1, 1) || N(0, 1)) = 0.5
+    one = Gaussian(torch.ones(1, 1, 1), torch.ones(1, 1, 1))
+    zero = Gaussian(torch.zeros(1, 1, 1), torch.ones(1, 1, 1))
+    torch.testing.assert_close(losses.gaussian_kl(one, zero), torch.tensor([[0.5]]))
+
+
+def test_balanced_kl_has_kl_value_and_splits_the_gradient():
+    shape = (2, 3, 4)
+    mp = torch.zeros(shape, requires_grad=True)
+    mq = torch.ones(shape, requires_grad=True)
+    std = torch.ones(shape)
+    value = losses.balanced_kl(Gaussian(mq, std), Gaussian(mp, std), balance=0.8)
+    torch.testing.assert_close(value, losses.gaussian_kl(Gaussian(mq, std), Gaussian(mp, std)))
+    value.sum().backward()
+    # d/dmu of 0.5 (mq - mp)^2 is +-1 per element: 80% of it moves the prior, 20% the posterior
+    torch.testing.assert_close(mp.grad, torch.full(shape, -0.8))
+    torch.testing.assert_close(mq.grad, torch.full(shape, 0.2))
+
+
+@pytest.mark.parametrize("kind", ["stablemax", "softmax"])
+def test_cross_entropy_ignores_pad_and_is_small_when_confident(kind):
+    labels = torch.tensor([[2, 3, 0]])
+    logits = torch.full((1, 3, 5), -10.0)
+    logits[0, 0, 2] = logits[0, 1, 3] = 50.0
+    per_token = losses.token_cross_entropy(logits, labels, kind)
+    assert per_token[0, 2] == 0 and per_token[0, :2].max() < 0.05
+    wrong = losses.token_cross_entropy(logits, torch.tensor([[4, 4, 0]]), kind)
+    assert wrong[0, :2].min() > 1.0
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="noise"):
+        tiny_net(noise="gaussian")
+    with pytest.raises(ValueError, match="core"):
+        tiny_net(core="conv")
+    with pytest.raises(ValueError, match="num_heads"):
+        tiny_net(hidden_size=30, num_heads=4)
+    with pytest.raises(ValueError, match="T must be"):
+        tiny_net(T=0)
+    with pytest.raises(ValueError, match="init_sigma"):
+        GRAM(vocab_size=4, seq_len=4, init_sigma=0.0)
