@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info
 
 from gram_lightning.atomic import atomic_write_json
 
@@ -18,10 +18,11 @@ class TestMetricsWriter(L.Callback):
     def __init__(self, filename: str = "test_metrics.json"):
         self.filename = filename
 
-    @rank_zero_only
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        path = Path(trainer.log_dir or trainer.default_root_dir) / self.filename  # a collective: all ranks ask
+        if not trainer.is_global_zero:
+            return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
         settings = pl_module.inference_settings() if hasattr(pl_module, "inference_settings") else {}
-        path = Path(trainer.log_dir or trainer.default_root_dir) / self.filename
         atomic_write_json(path, {"metrics": metrics, "settings": settings, "ckpt_path": trainer.ckpt_path})
         rank_zero_info(f"test metrics written to {path}")

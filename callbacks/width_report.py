@@ -58,8 +58,14 @@ class WidthScalingReport(L.Callback):
         return rows
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
+        # trainer.log_dir is a collective (a broadcast): every rank asks for it, then only rank 0 measures.
+        path = Path(trainer.log_dir or trainer.default_root_dir) / self.filename
+        if trainer.is_global_zero:
+            self.report(trainer, pl_module, path)
+        # Under DDP the other ranks wait here: leaving early breaks rank 0's next collective.
+        trainer.strategy.barrier("width_scaling_report")
+
+    def report(self, trainer: L.Trainer, pl_module: L.LightningModule, path: Path) -> None:
         rows = self.measure(trainer, pl_module)
         table = Table(title=f"Width scaling on the test split ({pl_module.net.noise_mode} noise, "
                             f"{self.num_steps or pl_module.net.N_sup} supervision steps)")
@@ -70,6 +76,5 @@ class WidthScalingReport(L.Callback):
             table.add_row(str(r["N"]), r["selection"], f"{100 * r['exact_acc']:.1f}%", f"{100 * r['pass_at_n']:.1f}%",
                           f"{r['distinct_solutions']:.2f}", coverage)
         Console().print(table)
-        path = Path(trainer.log_dir or trainer.default_root_dir) / self.filename
         atomic_write_json(path, rows)
         rank_zero_info(f"width scaling written to {path}")

@@ -14,8 +14,10 @@ IGNORE_LABEL = 0  # PAD
 
 def _stablemax_log_probs(logits: torch.Tensor) -> torch.Tensor:
     # TRM's stablemax: s(x) = 1/(1-x) for x < 0, x + 1 otherwise; in float64 as TRM does.
+    # The clamp matters: torch.where differentiates both branches, and 1/(1-x) at a logit of exactly
+    # 1.0 is inf, whose zeroed gradient is NaN (it killed a demo run after 1,700 steps).
     x = logits.double()
-    s = torch.where(x < 0, 1 / (1 - x), x + 1)
+    s = torch.where(x < 0, 1 / (1 - x.clamp(max=0)), x + 1)
     return torch.log(s / s.sum(dim=-1, keepdim=True))
 
 

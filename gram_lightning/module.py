@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
@@ -46,6 +47,15 @@ class Samples:
     chosen_index: torch.Tensor  # (B,)
     score: torch.Tensor  # (B,)
     steps: torch.Tensor  # (B, N) supervision steps run
+
+
+def plain_optimizer_factory(factory: OptimizerCallable) -> OptimizerCallable:
+    """jsonargparse hands over partial(call_without_instantiate_context, instantiator, cls, **kwargs), whose
+    instantiator references the CLI and its trainer (process handles under DDP): the EMA callback's deep
+    copy of the module fails on it. The class and its keyword arguments are all the factory needs."""
+    if isinstance(factory, functools.partial) and len(factory.args) == 2 and isinstance(factory.args[1], type):
+        return functools.partial(factory.args[1], **factory.keywords)
+    return factory
 
 
 class GRAMModule(L.LightningModule):
@@ -106,7 +116,7 @@ class GRAMModule(L.LightningModule):
         from_cli = _given_hyperparameters.get() is not None
         self.save_hyperparameters(ignore=[*INFERENCE_ARGS, *(() if from_cli else ("net",))])
         self.net = net
-        self.optimizer_factory = optimizer
+        self.optimizer_factory = plain_optimizer_factory(optimizer)
         self.warmup_steps = warmup_steps
         self.beta, self.kl_balance, self.loss_kind = beta, kl_balance, loss
         self.halt_loss_weight, self.value_loss_weight = halt_loss_weight, value_loss_weight

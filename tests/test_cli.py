@@ -78,7 +78,7 @@ def test_fit_then_test_and_predict_from_checkpoint(tmp_path):
 
 def test_resume_continues_with_same_step_and_ema_state(tmp_path):
     first = GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False,
-                    args=tiny_args(tmp_path, "--trainer.max_steps", "4"))
+                    args=tiny_args(tmp_path, "--trainer.max_steps", "4", "--trainer.val_check_interval", "2"))
     first.trainer.fit(first.model, first.datamodule)
     ckpt_path = Path(first.trainer.checkpoint_callback.last_model_path)
     saved = torch.load(ckpt_path, weights_only=True)
@@ -94,7 +94,7 @@ def test_resume_continues_with_same_step_and_ema_state(tmp_path):
             seen["current"] = {k: v.clone() for k, v in pl_module.state_dict().items()}
 
     second = GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False,
-                     args=tiny_args(tmp_path, "--trainer.max_steps", "8"))
+                     args=tiny_args(tmp_path, "--trainer.max_steps", "8", "--trainer.val_check_interval", "2"))
     second.trainer.callbacks.append(RecordResumeState())
     second.trainer.fit(second.model, second.datamodule, ckpt_path=str(ckpt_path))
     assert seen["step"] == 4 and second.trainer.global_step == 8

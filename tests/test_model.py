@@ -215,5 +215,29 @@ def test_bad_arguments_are_named():
         tiny_net(hidden_size=30, num_heads=4)
     with pytest.raises(ValueError, match="T must be"):
         tiny_net(T=0)
-    with pytest.raises(ValueError, match="init_sigma"):
+    with pytest.raises(ValueError, match="min_sigma < init_sigma < max_sigma"):
         GRAM(vocab_size=4, seq_len=4, init_sigma=0.0)
+
+
+def test_learned_noise_stays_bounded():
+    net = tiny_net(max_sigma=0.8, max_mu=0.5)
+    torch.nn.init.normal_(net.prior.out.weight, std=100.0)  # push the raw outputs far out
+    out = net.prior(torch.randn(2, 3, 32))
+    assert out.std.max() <= 0.8 and out.std.min() >= 1e-3 and out.mean.abs().max() <= 0.5
+
+
+def test_posterior_is_drawn_only_where_its_kl_is_paid():
+    net = tiny_net(T=3)
+    x, y = _batch()
+    calls = []
+    net.posterior.register_forward_hook(lambda *a: calls.append("q"))
+    net.prior.register_forward_hook(lambda *a: calls.append("p"))
+    out = net.supervision_step(*net.initial_state(4), net.embed_input(x), "posterior", net.embed_target(y))
+    assert calls == ["p", "p", "p", "q"]  # two prior-only transitions, then prior and posterior for the KL
+    assert out.noise.posterior is not None
+
+
+def test_stablemax_gradient_is_finite_at_a_logit_of_one():
+    logits = torch.tensor([[[1.0, 0.5, -2.0, 0.0]]], requires_grad=True)
+    losses.token_cross_entropy(logits, torch.tensor([[2]])).sum().backward()
+    assert torch.isfinite(logits.grad).all()
