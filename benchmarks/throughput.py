@@ -27,7 +27,7 @@ from gram_lightning.model import GRAM
 PRESETS = {
     # The paper's Sudoku shapes (spec section 5): batch 768, 81 + 16 tokens, D 512, 2 layers, T 3, K 6.
     "paper": dict(batch=768, hidden=512, heads=8, T=3, K=6, N_sup=16, puzzles=1000, warmup=5, iters=20),
-    "cpu-small": dict(batch=32, hidden=128, heads=4, T=3, K=6, N_sup=16, puzzles=32, warmup=2, iters=5),
+    "cpu-small": dict(batch=16, hidden=64, heads=4, T=3, K=6, N_sup=16, puzzles=8, warmup=1, iters=5),
 }
 
 
@@ -95,8 +95,9 @@ def time_inference(net: GRAM, cfg: dict, width: int, device, autocast, compile_s
                 out.logits.argmax(-1)
             done += chunk
 
-    run()  # warm-up / compilation
-    sync(device)
+    if compile_step or device.type == "cuda":
+        run()  # warm-up: compilation, CUDA kernels and allocator
+        sync(device)
     start = time.perf_counter()
     run()
     sync(device)

@@ -111,10 +111,11 @@ class GRAMModule(L.LightningModule):
             raise ValueError("num_samples and val_num_samples must be >= 1")
         if test_noise_sigma > 0 and net.noise_mode != "none":
             raise ValueError("test_noise_sigma (PTRM) applies to a deterministic net: set net noise='none'")
-        # Under the CLI the hyperparameters are the parsed config (net included, as class_path/init_args);
-        # from Python, `net` is an nn.Module that the state dict already holds.
+        # Under the CLI the hyperparameters are the parsed config (net and optimizer as class_path/init_args).
+        # From Python they are objects (a module the state dict already holds, an optimizer class) that
+        # would make the checkpoint unreadable with torch.load(weights_only=True), as `gram test` reads it.
         from_cli = _given_hyperparameters.get() is not None
-        self.save_hyperparameters(ignore=[*INFERENCE_ARGS, *(() if from_cli else ("net",))])
+        self.save_hyperparameters(ignore=[*INFERENCE_ARGS, *(() if from_cli else ("net", "optimizer"))])
         self.net = net
         self.optimizer_factory = plain_optimizer_factory(optimizer)
         self.warmup_steps = warmup_steps

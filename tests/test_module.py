@@ -1,0 +1,87 @@
+"""The LightningModule: ACT carry, precision, compile, argument checks."""
+
+import lightning as L
+import pytest
+import torch
+from conftest import TINY_TRAINER, tiny_net
+from torch.utils.data import DataLoader
+
+from gram_lightning.module import GRAMModule
+
+
+class RandomBoards(L.LightningDataModule):
+    """Random 16-token boards; the module falls back to exact-match checking without check_solution."""
+
+    vocab_size, seq_len, out_len, num_puzzle_ids = 6, 16, 16, 0
+
+    def _loader(self):
+        g = torch.Generator().manual_seed(0)
+        labels = torch.randint(2, 6, (32, 16), generator=g)
+        inputs = torch.where(torch.rand(32, 16, generator=g) < 0.5, labels, torch.ones_like(labels))
+        return DataLoader([{"inputs": x, "labels": y} for x, y in zip(inputs, labels)], batch_size=8, drop_last=True)
+
+    train_dataloader = val_dataloader = test_dataloader = _loader
+
+
+def _fit(module, **trainer_kwargs):
+    trainer = L.Trainer(**{**TINY_TRAINER, "max_steps": 3, "val_check_interval": 3, "limit_val_batches": 1, **trainer_kwargs})
+    trainer.fit(module, RandomBoards())
+    return trainer
+
+
+def test_act_replaces_only_halted_rows():
+    module = GRAMModule(tiny_net(N_sup=3), act=False)
+    first = {"inputs": torch.full((4, 16), 1), "labels": torch.full((4, 16), 2)}
+    second = {"inputs": torch.full((4, 16), 3), "labels": torch.full((4, 16), 4)}
+    carry = module._refresh_carry(first)
+    assert torch.equal(carry.batch["inputs"], first["inputs"]) and carry.steps.tolist() == [0] * 4
+    carry.h = carry.h + 1.0
+    carry.steps = torch.tensor([3, 1, 3, 1])
+    carry.halted = torch.tensor([True, False, True, False])
+    carry = module._refresh_carry(second)
+    assert carry.batch["inputs"][:, 0].tolist() == [3, 1, 3, 1]  # halted rows take the new examples
+    assert carry.steps.tolist() == [0, 1, 0, 1]
+    h0 = module.net.h0
+    assert torch.equal(carry.h[0], h0) and torch.equal(carry.h[1], h0 + 1.0)  # fresh rows restart from z0
+
+
+def test_halting_without_act_is_the_step_limit():
+    module = GRAMModule(tiny_net(N_sup=3), act=False)
+    out = module.net.supervision_step(*module.net.initial_state(3), module.net.embed_input(torch.ones(3, 16, dtype=torch.long)))
+    out.halt_logits = torch.tensor([10.0, 10.0, -10.0])
+    assert module._halt_decision(out, torch.tensor([1, 3, 3])).tolist() == [False, True, True]
+    module.act, module.halt_exploration_prob = True, 0.0
+    assert module._halt_decision(out, torch.tensor([1, 1, 1])).tolist() == [True, True, False]
+
+
+@pytest.mark.parametrize("noise", ["learned", "none", "fixed", "mean_only"])
+def test_every_noise_mode_trains_and_evaluates(noise):
+    module = GRAMModule(tiny_net(noise=noise), warmup_steps=1, num_samples=3)
+    trainer = _fit(module)
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+    assert ("val/exact_acc_posterior" in trainer.callback_metrics) == (noise in ("learned", "mean_only"))
+    results = trainer.test(module, RandomBoards(), verbose=False)[0]
+    assert 0 <= results["test/exact_acc"] <= results["test/pass_at_n"] <= 1
+
+
+def test_bf16_mixed_precision_trains():
+    trainer = _fit(GRAMModule(tiny_net(), warmup_steps=1), precision="bf16-mixed")
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+
+
+@pytest.mark.slow
+def test_compiled_step_trains_and_keeps_checkpoint_keys(tmp_path):
+    module = GRAMModule(tiny_net(), warmup_steps=1, compile=True)
+    trainer = _fit(module, enable_checkpointing=True, default_root_dir=tmp_path)
+    assert torch.isfinite(trainer.callback_metrics["train/loss"]) and module._compiled_step is not None
+    ckpt = torch.load(trainer.checkpoint_callback.last_model_path or trainer.checkpoint_callback.best_model_path, weights_only=True)
+    assert not any("_orig_mod" in key for key in ckpt["state_dict"])
+
+
+def test_bad_inference_arguments_are_named():
+    with pytest.raises(ValueError, match="selection"):
+        GRAMModule(tiny_net(), selection="best")
+    with pytest.raises(ValueError, match="num_samples"):
+        GRAMModule(tiny_net(), num_samples=0)
+    with pytest.raises(ValueError, match="PTRM"):
+        GRAMModule(tiny_net(noise="learned"), test_noise_sigma=0.1)
