@@ -284,15 +284,14 @@ class GRAMModule(L.LightningModule):
         final: StepOutput | None = None
         sigma = self.test_noise_sigma if self.net.noise_mode == "none" else 0.0
         for out in self.net.rollout(rows_in, num_steps, repeat(batch.get("puzzle_ids")), rows_labels, sigma, self.step_fn):
-            if final is None:
+            if final is None or not self.halt_at_inference:
                 final = out
             else:  # rows that halted keep the output of the step at which they halted
-                keep = halted
                 final = StepOutput(
                     out.h, out.l,
-                    torch.where(keep[:, None, None], final.logits, out.logits),
-                    torch.where(keep, final.halt_logits, out.halt_logits),
-                    torch.where(keep, final.value, out.value),
+                    torch.where(halted[:, None, None], final.logits, out.logits),
+                    torch.where(halted, final.halt_logits, out.halt_logits),
+                    torch.where(halted, final.value, out.value),
                     None,
                 )
             steps = steps + (~halted).long()

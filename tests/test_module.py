@@ -85,3 +85,12 @@ def test_bad_inference_arguments_are_named():
         GRAMModule(tiny_net(), num_samples=0)
     with pytest.raises(ValueError, match="PTRM"):
         GRAMModule(tiny_net(noise="learned"), test_noise_sigma=0.1)
+
+
+def test_halting_at_inference_stops_each_trajectory():
+    module = GRAMModule(tiny_net(N_sup=4), halt_at_inference=True).eval()
+    batch = {"inputs": torch.ones(2, 16, dtype=torch.long), "labels": torch.full((2, 16), 2)}
+    assert module.sample(batch, num_samples=3).steps.tolist() == [[4] * 3] * 2  # halt head starts at -5: never fires
+    torch.nn.init.constant_(module.net.halt_head.bias, 5.0)
+    samples = module.sample(batch, num_samples=3)
+    assert samples.steps.tolist() == [[1] * 3] * 2 and samples.preds.shape == (2, 3, 16)
