@@ -38,22 +38,22 @@ class WidthScalingReport(L.Callback):
         datamodule.setup("test")
         was_training = pl_module.training
         pl_module.eval()
-        pl_module._enter_inference_rng()
         rows = []
         try:
-            for width in self.widths:
-                rules = ["first"] if width == 1 else self.selections
-                metrics = {rule: SolveMetrics(sync_on_compute=False).to(pl_module.device) for rule in rules}
-                for batch in datamodule.test_dataloader():
-                    batch = {k: v.to(pl_module.device) for k, v in batch.items()}
-                    s = pl_module.sample(batch, width, self.num_steps, "first")
+            with pl_module.inference_rng():
+                for width in self.widths:
+                    rules = ["first"] if width == 1 else self.selections
+                    metrics = {rule: SolveMetrics(sync_on_compute=False).to(pl_module.device) for rule in rules}
+                    for batch in datamodule.test_dataloader():
+                        batch = {k: v.to(pl_module.device) for k, v in batch.items()}
+                        s = pl_module.sample(batch, width, self.num_steps, "first")
+                        for rule, metric in metrics.items():
+                            chosen = select(s.preds, rule, s.value, s.halt_logits)
+                            pl_module.update_metrics(metric, batch, replace(s, chosen=chosen.output, chosen_index=chosen.index))
                     for rule, metric in metrics.items():
-                        chosen = select(s.preds, rule, s.value, s.halt_logits)
-                        pl_module._update_metrics(metric, batch, replace(s, chosen=chosen.output, chosen_index=chosen.index))
-                for rule, metric in metrics.items():
-                    rows.append({"N": width, "selection": rule if width > 1 else "-", **{k: float(v) for k, v in metric.compute().items()}})
+                        rows.append({"N": width, "selection": rule if width > 1 else "-",
+                                     **{k: float(v) for k, v in metric.compute().items()}})
         finally:
-            pl_module._exit_inference_rng()
             pl_module.train(was_training)
         return rows
 

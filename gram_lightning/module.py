@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
@@ -175,6 +176,15 @@ class GRAMModule(L.LightningModule):
         if cuda_state is not None:
             torch.cuda.set_rng_state(cuda_state, self.device)
 
+    @contextmanager
+    def inference_rng(self):
+        """The evaluation noise of validation / test, for evaluations run outside those loops."""
+        self._enter_inference_rng()
+        try:
+            yield
+        finally:
+            self._exit_inference_rng()
+
     # ---- training ----
 
     def _refresh_carry(self, batch: dict[str, torch.Tensor]) -> Carry:
@@ -307,7 +317,7 @@ class GRAMModule(L.LightningModule):
         chosen = select(preds, selection, value, halt_logits)
         return Samples(preds, value, halt_logits, is_solution.view(B, N), chosen.output, chosen.index, chosen.score, steps.view(B, N))
 
-    def _update_metrics(self, metric: SolveMetrics, batch: dict[str, torch.Tensor], s: Samples) -> None:
+    def update_metrics(self, metric: SolveMetrics, batch: dict[str, torch.Tensor], s: Samples) -> None:
         chosen_ok = s.is_solution.gather(1, s.chosen_index[:, None]).squeeze(1)
         metric.update(s.preds, s.chosen, batch["labels"], s.is_solution, chosen_ok, batch.get("num_solutions"))
 
@@ -317,10 +327,10 @@ class GRAMModule(L.LightningModule):
         self._enter_inference_rng()
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._update_metrics(self.val_metrics, batch, self.sample(batch, self.val_num_samples, selection="vote"))
+        self.update_metrics(self.val_metrics, batch, self.sample(batch, self.val_num_samples, selection="vote"))
         if self.net.posterior is not None:
             # Posterior rollouts see the target; the gap to the prior's accuracy exposes the posterior shortcut.
-            self._update_metrics(self.val_posterior_metrics, batch, self.sample(batch, 1, selection="first", posterior=True))
+            self.update_metrics(self.val_posterior_metrics, batch, self.sample(batch, 1, selection="first", posterior=True))
 
     def on_validation_epoch_end(self) -> None:
         self._exit_inference_rng()
@@ -338,7 +348,7 @@ class GRAMModule(L.LightningModule):
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         s = self.sample(batch, self.num_samples, self.num_steps, self.selection)
-        self._update_metrics(self.test_metrics, batch, s)
+        self.update_metrics(self.test_metrics, batch, s)
 
     def on_test_epoch_end(self) -> None:
         self._exit_inference_rng()
