@@ -54,7 +54,7 @@ def test_fit_then_test_and_predict_from_checkpoint(tmp_path):
     assert ckpt.is_file() and (run_dir / "config.yaml").is_file()
     assert "Width scaling" in fit.stdout  # the demo's report table
     report = json.loads((run_dir / "width_scaling.json").read_text())
-    assert {(r["N"], r["selection"]) for r in report} == {(1, "-"), (8, "vote"), (8, "lprm")}
+    assert {(r["N"], r["selection"]) for r in report} == {(1, "-"), (8, "vote"), (8, "lprm"), (32, "vote"), (32, "lprm")}
 
     # the checkpoint restores the network; only data and inference knobs come from the command line
     common = ["--config", str(run_dir / "config.yaml"), "--ckpt_path", str(ckpt),
