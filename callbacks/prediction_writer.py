@@ -11,6 +11,8 @@ import lightning as L
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 
+from callbacks.run_files import run_file
+
 
 class JsonlPredictionWriter(BasePredictionWriter):
     """Args:
@@ -24,7 +26,7 @@ class JsonlPredictionWriter(BasePredictionWriter):
 
     def _path(self, trainer: L.Trainer) -> Path:
         name = self.filename if trainer.global_rank == 0 else f"{self.filename}.rank{trainer.global_rank}"
-        return Path(trainer.log_dir or trainer.default_root_dir) / name
+        return run_file(trainer, name)
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.path = self._path(trainer)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 
+from callbacks.run_files import run_file
 from gram_lightning.atomic import atomic_write_json
 
 
@@ -19,7 +18,7 @@ class TestMetricsWriter(L.Callback):
         self.filename = filename
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        path = Path(trainer.log_dir or trainer.default_root_dir) / self.filename  # a collective: all ranks ask
+        path = run_file(trainer, self.filename)
         if not trainer.is_global_zero:
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}

@@ -11,6 +11,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from rich.console import Console
 from rich.table import Table
 
+from callbacks.run_files import run_file
 from gram_lightning.atomic import atomic_write_json
 from gram_lightning.metrics import SolveMetrics
 from gram_lightning.selection import select
@@ -58,8 +59,7 @@ class WidthScalingReport(L.Callback):
         return rows
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # trainer.log_dir is a collective (a broadcast): every rank asks for it, then only rank 0 measures.
-        path = Path(trainer.log_dir or trainer.default_root_dir) / self.filename
+        path = run_file(trainer, self.filename)  # every rank asks for it, then only rank 0 measures
         if trainer.is_global_zero:
             self.report(trainer, pl_module, path)
         # Under DDP the other ranks wait here: leaving early breaks rank 0's next collective.
