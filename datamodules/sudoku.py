@@ -27,10 +27,10 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import torch
-from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
 
 from datamodules.cache import cached_dataset
+from datamodules.puzzle_data import PuzzleBatches, PuzzleDataModule
+from gram_lightning.render import PALETTE, grid_image
 
 log = logging.getLogger(__name__)
 
@@ -806,53 +806,20 @@ def check_solution(inputs: torch.Tensor, preds: torch.Tensor, n: int | None = No
 # ---------------------------------------------------------------------------------------------
 
 
-class _PuzzleBatches(Dataset):
-    """Map-style dataset over one split whose ``__getitems__`` builds whole batches at once.
+class _PuzzleBatches(PuzzleBatches):
+    """Sudoku batches; with ``random_label`` a uniformly random solution of each puzzle."""
 
-    Item ``i`` is puzzle ``i % P``, so ``repeat`` times as many items make each puzzle appear
-    ``repeat`` times per epoch (each time freshly augmented by the collate function).
-    """
-
-    def __init__(self, data: PuzzleTensors, *, repeat: int = 1, random_label: bool = False) -> None:
-        self.data, self.repeat, self.random_label = data, repeat, random_label
-
-    def __len__(self) -> int:
-        return len(self.data) * self.repeat
-
-    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        index = torch.as_tensor(indices, dtype=torch.long) % len(self.data)  # (B,)
+    def batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
         counts = self.data.num_solutions[index]  # (B,)
-        if self.random_label:  # a uniformly random solution of each puzzle
-            choice = (torch.rand(len(index)) * counts).long().clamp_max(counts - 1)
-        else:
-            choice = torch.zeros_like(index)
         return {
             "inputs": self.data.inputs[index].long(),  # (B, L)
-            "labels": self.data.solutions[index, choice].long(),  # (B, L)
+            "labels": self.data.solutions[index, self.solution_choice(counts)].long(),  # (B, L)
             "num_solutions": counts,  # (B,)
             "index": index,  # (B,)
         }
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {key: value[0] for key, value in self.__getitems__([i]).items()}
 
-
-class _Collate:
-    """Collate function for batches made by `_PuzzleBatches.__getitems__`: optional augmentation.
-
-    A class rather than a closure so that DataLoader workers can pickle it.
-    """
-
-    def __init__(self, augment: bool) -> None:
-        self.augment = augment
-
-    def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        if self.augment:
-            batch["inputs"], batch["labels"] = augment_batch(batch["inputs"], batch["labels"])
-        return batch
-
-
-class SudokuDataModule(LightningDataModule):
+class SudokuDataModule(PuzzleDataModule):
     """Sudoku puzzles: generated (and cached) on the fly, or read from Sudoku-Extreme CSV files.
 
     Batches are dicts of ``inputs`` (B, L) and ``labels`` (B, L) tokens, ``num_solutions`` (B,)
@@ -1023,55 +990,23 @@ class SudokuDataModule(LightningDataModule):
 
     # -- loading ----------------------------------------------------------------------------
 
-    def train_dataloader(self) -> DataLoader:
-        data = self._split("train")
-        dataset = _PuzzleBatches(data, repeat=self.epoch_multiplier, random_label=True)
-        if len(dataset) < self.batch_size:
-            raise ValueError(
-                f"an epoch has {len(dataset)} samples ({len(data)} puzzles x epoch_multiplier "
-                f"{self.epoch_multiplier}), fewer than batch_size={self.batch_size}: no full batch"
-            )
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=True,
-            drop_last=True,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=_Collate(augment=self.augment),
-        )
+    def batches(self, data: PuzzleTensors, *, repeat: int = 1, random_label: bool = False) -> _PuzzleBatches:
+        return _PuzzleBatches(data, repeat=repeat, random_label=random_label)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._eval_dataloader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._eval_dataloader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._eval_dataloader("test")
-
-    def _eval_dataloader(self, split: str) -> DataLoader:
-        return DataLoader(
-            _PuzzleBatches(self._split(split)),
-            batch_size=self.eval_batch_size,
-            shuffle=False,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=_Collate(augment=False),
-        )
-
-    def _split(self, split: str) -> PuzzleTensors:
-        if not self.splits:
-            raise RuntimeError("SudokuDataModule.setup() has not run yet")
-        if split not in self.splits:
-            raise ValueError(f"unknown split {split!r}; expected one of {sorted(self.splits)}")
-        return self.splits[split]
+    def augment_fn(self):
+        return augment_batch
 
     # -- evaluation helpers -----------------------------------------------------------------
 
     def check_solution(self, inputs: torch.Tensor, preds: torch.Tensor) -> torch.Tensor:
         """(B, L) inputs and predicted tokens -> (B,) bool: a valid Sudoku keeping all givens."""
         return check_solution(inputs, preds, self.board_size)
+
+    def render(self, inputs: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        """One board as a (3, H, W) image: a colour per digit, white blanks, givens framed."""
+        n = self.board_size
+        digits = (output.long() - BLANK_TOKEN).clamp(0, len(PALETTE) - 1)  # blank / PAD -> white
+        return grid_image(PALETTE[digits].view(n, n, 3), frame=(inputs >= FIRST_DIGIT_TOKEN).view(n, n))
 
     def solutions_for(self, index: torch.Tensor, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """All stored solutions of the puzzles ``index`` (B,) of ``split``.

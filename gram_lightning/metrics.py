@@ -19,6 +19,12 @@ class SolveMetrics(Metric):
     - pass_at_n: at least one of the N samples is a solution.
     - distinct_solutions: mean number of distinct solutions among the N samples.
     - coverage: distinct solutions found / solutions the input has (only where that count is known).
+    - conflict_edges, conflict_edges_per_input: constraint violations of the chosen predictions (graph
+      coloring: edges whose ends share a color), summed over the evaluated inputs and averaged per input;
+      only when the task counts them.
+
+    Distinct solutions are told apart by `sample_keys` when given: a task whose outputs are equal up to a
+    symmetry (colorings up to color permutation) passes canonical forms there.
     """
 
     full_state_update = False
@@ -26,7 +32,7 @@ class SolveMetrics(Metric):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        for name in ("exact", "exact_match", "token_correct", "token_total", "any_solved", "distinct", "coverage", "coverage_count", "count"):
+        for name in ("exact", "exact_match", "token_correct", "token_total", "any_solved", "distinct", "coverage", "coverage_count", "conflicts", "conflict_count", "count"):
             self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(
@@ -37,21 +43,27 @@ class SolveMetrics(Metric):
         sample_is_solution: torch.Tensor,
         chosen_is_solution: torch.Tensor,
         num_solutions: torch.Tensor | None = None,
+        sample_keys: torch.Tensor | None = None,
+        chosen_conflicts: torch.Tensor | None = None,
     ) -> None:
         """samples (B, N, L), chosen (B, L), labels (B, L), sample_is_solution (B, N), chosen_is_solution (B,),
-        num_solutions (B,) or None."""
+        num_solutions (B,), sample_keys (B, N, L) and chosen_conflicts (B,), each optional."""
         mask = labels != IGNORE_LABEL
         self.exact += chosen_is_solution.sum()
         self.exact_match += ((chosen == labels) | ~mask).all(-1).sum()
         self.token_correct += ((chosen == labels) & mask).sum()
         self.token_total += mask.sum()
         self.any_solved += sample_is_solution.any(-1).sum()
-        distinct = (first_occurrences(samples) & sample_is_solution).sum(-1)  # (B,)
+        keys = samples if sample_keys is None else sample_keys
+        distinct = (first_occurrences(keys) & sample_is_solution).sum(-1)  # (B,)
         self.distinct += distinct.sum()
         if num_solutions is not None:
             known = num_solutions > 0
             self.coverage += (distinct[known] / num_solutions[known]).sum()
             self.coverage_count += known.sum()
+        if chosen_conflicts is not None:
+            self.conflicts += chosen_conflicts.sum()
+            self.conflict_count += chosen_conflicts.numel()
         self.count += chosen.shape[0]
 
     def compute(self) -> dict[str, torch.Tensor]:
@@ -65,4 +77,7 @@ class SolveMetrics(Metric):
         }
         if self.coverage_count > 0:
             out["coverage"] = self.coverage / self.coverage_count
+        if self.conflict_count > 0:
+            out["conflict_edges"] = self.conflicts
+            out["conflict_edges_per_input"] = self.conflicts / self.conflict_count
         return {k: v.float() for k, v in out.items()}

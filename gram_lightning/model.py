@@ -61,9 +61,10 @@ class StepOutput:
     h: torch.Tensor  # (B, L_total, D)
     l: torch.Tensor  # (B, L_total, D)
     logits: torch.Tensor  # (B, L_out, V)
-    halt_logits: torch.Tensor  # (B,) logit that the current prediction is entirely right
-    value: torch.Tensor  # (B,) LPRM's predicted token accuracy, in [0, 1]
+    halt_logits: torch.Tensor  # (B,) logit that the judged prediction is entirely right
+    value: torch.Tensor  # (B,) LPRM's predicted token accuracy of the judged prediction, in [0, 1]
     noise: TransitionNoise | None  # the last transition's noise; None when noise is off
+    judged_logits: torch.Tensor | None = None  # (B, L_out, V) what the halt / value heads judged; None: `logits`
 
 
 class GaussianHead(nn.Module):
@@ -113,10 +114,15 @@ class GRAM(nn.Module):
         share_weights: One network for both f_L and f_H (TRM) or two (HRM).
         final_norm: An extra RMSNorm at the end of f_L and f_H.
         T: Transitions per supervision step (the last one carries gradients).
-        K: Low-level updates per transition.
+        K: Low-level updates per transition; 0 drops the low level, u = f_H(h + e_x): a single-latent
+            Looped Transformer.
         N_sup: Supervision steps per trajectory in training (also the default inference depth).
         noise: "learned" (GRAM: learned prior and posterior), "none" (deterministic, the TRM baseline),
             "fixed" (zero-mean noise of std `fixed_sigma`), "mean_only" (learned guidance mu, no noise).
+        noise_on: Which state gets the residual: "h" (GRAM) or "l" (ablation: the low-level state after
+            its K updates, before f_H reads it).
+        z0_noise_sigma: Std of Gaussian noise added to h0 once per trajectory (ablation "noise only at z0",
+            with noise="none"); 0 keeps z0 fixed.
         fixed_sigma: Std of the "fixed" noise mode.
         init_sigma: Std of the learned prior and posterior at initialization.
         min_sigma: Floor of the learned std, keeping the KL finite.
@@ -147,6 +153,8 @@ class GRAM(nn.Module):
         K: int = 4,
         N_sup: int = 16,
         noise: NoiseMode = "learned",
+        noise_on: Literal["h", "l"] = "h",
+        z0_noise_sigma: float = 0.0,
         fixed_sigma: float = 0.1,
         init_sigma: float = 0.1,
         min_sigma: float = 1e-3,
@@ -157,9 +165,15 @@ class GRAM(nn.Module):
         z0_seed: int = 0,
     ):
         super().__init__()
-        for name, value in dict(vocab_size=vocab_size, seq_len=seq_len, hidden_size=hidden_size, T=T, K=K, N_sup=N_sup).items():
+        for name, value in dict(vocab_size=vocab_size, seq_len=seq_len, hidden_size=hidden_size, T=T, K=K + 1, N_sup=N_sup).items():
             if value < 1:
-                raise ValueError(f"GRAM: {name} must be >= 1, got {value}")
+                raise ValueError(f"GRAM: {name} must be >= {0 if name == 'K' else 1}, got {K if name == 'K' else value}")
+        if noise_on not in ("h", "l"):
+            raise ValueError(f"GRAM: noise_on must be 'h' or 'l', got {noise_on!r}")
+        if noise_on == "l" and K == 0:
+            raise ValueError("GRAM: noise_on='l' needs a low level (K >= 1)")
+        if z0_noise_sigma < 0:
+            raise ValueError(f"GRAM: z0_noise_sigma must be >= 0, got {z0_noise_sigma}")
         if puzzle_prefix_len < 1:
             raise ValueError("GRAM: puzzle_prefix_len must be >= 1: the halt and value heads read the first prefix position")
         if noise not in ("learned", "none", "fixed", "mean_only"):
@@ -171,6 +185,7 @@ class GRAM(nn.Module):
         self.total_len = puzzle_prefix_len + seq_len + (self.out_len if self.separate_output else 0)
         self.hidden_size, self.T, self.K, self.N_sup = hidden_size, T, K, N_sup
         self.noise_mode, self.fixed_sigma = noise, fixed_sigma
+        self.noise_on, self.z0_noise_sigma = noise_on, z0_noise_sigma
         D = hidden_size
 
         self.token_embed = nn.Embedding(vocab_size, D)
@@ -249,7 +264,10 @@ class GRAM(nn.Module):
     # ---- recursion ----
 
     def initial_state(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.h0.expand(batch_size, -1, -1), self.l0.expand(batch_size, -1, -1)
+        h0 = self.h0.expand(batch_size, -1, -1)
+        if self.z0_noise_sigma > 0:
+            h0 = h0 + self.z0_noise_sigma * torch.randn_like(h0)
+        return h0, self.l0.expand(batch_size, -1, -1)
 
     def sample_noise(self, u: torch.Tensor, source: NoiseSource, target_context: torch.Tensor | None, test_sigma: float) -> TransitionNoise | None:
         if self.noise_mode == "none":
@@ -268,20 +286,40 @@ class GRAM(nn.Module):
         eps = drawn_from.mean if self.noise_mode == "mean_only" else drawn_from.sample()
         return TransitionNoise(prior, posterior, eps.to(u.dtype))
 
-    def transition(self, h, l, input_embedding, source: NoiseSource, target_context=None, test_sigma: float = 0.0):
+    def low_level(self, h: torch.Tensor, l: torch.Tensor, input_embedding: torch.Tensor) -> torch.Tensor:
         for _ in range(self.K):
             l = self.f_L(l, h + input_embedding)
-        u = self.f_H(h, l)
-        noise = self.sample_noise(u, source, target_context, test_sigma)
-        return (u if noise is None else u + noise.eps), l, noise
+        return l
 
-    def heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits = self.decode(h)
+    def high_level(self, h: torch.Tensor, l: torch.Tensor, input_embedding: torch.Tensor) -> torch.Tensor:
+        """The deterministic proposal u; without a low level (K = 0) f_H reads the input directly."""
+        return self.f_H(h, l) if self.K > 0 else self.f_H(h, input_embedding)
+
+    def transition(self, h, l, input_embedding, source: NoiseSource, target_context=None, test_sigma: float = 0.0):
+        """One transition: (h, l) -> (h', l', the noise drawn)."""
+        h, l, noise, _ = self._transition(h, l, input_embedding, source, target_context, test_sigma)
+        return h, l, noise
+
+    def _transition(self, h, l, input_embedding, source, target_context, test_sigma):
+        """Also returns a function that redoes the transition's end with another eps (for the heads)."""
+        h_in = h
+        l = self.low_level(h, l, input_embedding)
+        if self.noise_on == "l":
+            noise = self.sample_noise(l, source, target_context, test_sigma)
+            l_det = l
+            l = l if noise is None else l + noise.eps
+            return self.high_level(h_in, l, input_embedding), l, noise, lambda eps: self.high_level(h_in, l_det + eps, input_embedding)
+        u = self.high_level(h_in, l, input_embedding)
+        noise = self.sample_noise(u, source, target_context, test_sigma)
+        return (u if noise is None else u + noise.eps), l, noise, lambda eps: u + eps
+
+    def judge(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Halt logit and value (LPRM) of the prediction decoded from h, each (B,)."""
         # Halt and value heads must not shape the core (paper App. A.1): they read a detached state.
         summary = h[:, 0].detach()  # (B, D)
         halt_logits = self.halt_head(summary).squeeze(-1).float()
         value = torch.sigmoid(self.value_head(summary).squeeze(-1).float())
-        return logits, halt_logits, value
+        return halt_logits, value
 
     def supervision_step(
         self,
@@ -303,9 +341,18 @@ class GRAM(nn.Module):
         with torch.no_grad():
             for _ in range(self.T - 1):
                 h, l, _ = self.transition(h, l, input_embedding, "prior", None, test_sigma)
-        h, l, noise = self.transition(h, l, input_embedding, source, target_context, test_sigma)
-        logits, halt_logits, value = self.heads(h)
-        return StepOutput(h, l, logits, halt_logits, value, noise)
+        h, l, noise, redo_with = self._transition(h, l, input_embedding, source, target_context, test_sigma)
+        logits = self.decode(h)
+        if noise is None or noise.posterior is None:
+            return StepOutput(h, l, logits, *self.judge(h), noise)
+        # The posterior sees the target, so its prediction is almost always right: heads trained on it learn
+        # "always right, halt now" (training halted after ~1.1 steps) and rank prior samples no better than
+        # chance. They judge a prior draw at the same point instead, the kind of state they see at inference.
+        with torch.no_grad():
+            prior_eps = noise.prior.mean if self.noise_mode == "mean_only" else noise.prior.sample()
+            judged = redo_with(prior_eps.to(h.dtype))
+            judged_logits = self.decode(judged)
+        return StepOutput(h, l, logits, *self.judge(judged), noise, judged_logits)
 
     @torch.no_grad()
     def rollout(

@@ -132,14 +132,25 @@ class GRAMModule(L.LightningModule):
         self.val_posterior_metrics = SolveMetrics()
         self.test_metrics = SolveMetrics()
         self.carry: Carry | None = None
+        self._saved_rng: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         self.solution_checker: SolutionChecker | None = None
+        self.canonical_output: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self.count_conflicts: SolutionChecker | None = None
         self._compiled_step: Callable[..., StepOutput] | None = None
 
     # ---- set-up ----
 
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        self.attach_task(getattr(self.trainer, "datamodule", None) if self._trainer is not None else None)
+
+    def attach_task(self, datamodule: Any) -> None:
+        """Take the task's evaluation hooks from its DataModule (done by `setup`; call it when evaluating
+        outside a Trainer)."""
+        # Optional task hooks of the DataModule: the checker of "a valid solution", a canonical form of outputs
+        # equal up to a symmetry (for counting distinct solutions), and a count of violated constraints.
         self.solution_checker = getattr(datamodule, "check_solution", None)
+        self.canonical_output = getattr(datamodule, "canonical_output", None)
+        self.count_conflicts = getattr(datamodule, "conflict_edges", None)
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())
@@ -167,11 +178,12 @@ class GRAMModule(L.LightningModule):
     def _enter_inference_rng(self) -> None:
         """Fixed, per-rank evaluation noise that leaves the training RNG stream where it was."""
         cuda = self.device.type == "cuda"
-        self._saved_rng = (torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if cuda else None)
+        # A stack: callbacks sample under their own inference_rng() inside the validation loop's.
+        self._saved_rng.append((torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if cuda else None))
         torch.manual_seed(self._rank_seed(self.inference_seed))
 
     def _exit_inference_rng(self) -> None:
-        cpu_state, cuda_state = self._saved_rng
+        cpu_state, cuda_state = self._saved_rng.pop()
         torch.set_rng_state(cpu_state)
         if cuda_state is not None:
             torch.cuda.set_rng_state(cuda_state, self.device)
@@ -220,7 +232,7 @@ class GRAMModule(L.LightningModule):
         posterior = self.net.posterior is not None
         context = self.net.embed_target(labels) if posterior else None
         out = self.step_fn(c.h, c.l, e, "posterior" if posterior else "prior", context)
-        terms = self._loss_terms(out, labels)
+        terms = self._loss_terms(out, c.batch["inputs"], labels)
 
         with torch.no_grad():
             c.h, c.l = out.h.detach(), out.l.detach()
@@ -233,12 +245,16 @@ class GRAMModule(L.LightningModule):
         self.log_dict({k: v for k, v in logs.items() if k != "train/loss"})
         return terms["loss"]
 
-    def _loss_terms(self, out: StepOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _loss_terms(self, out: StepOutput, inputs: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         mask = labels != losses.IGNORE_LABEL
         with torch.no_grad():
-            preds = out.logits.argmax(-1)
-            token_acc = ((preds == labels) & mask).sum(-1) / mask.sum(-1).clamp(min=1)
-            seq_correct = ((preds == labels) | ~mask).all(-1)
+            token_acc, seq_correct = self._agreement(out.logits.argmax(-1), labels, mask)
+            judged_preds = out.logits.argmax(-1) if out.judged_logits is None else out.judged_logits.argmax(-1)
+            judged_acc, judged_correct = self._agreement(judged_preds, labels, mask)
+            if self.solution_checker is not None:
+                # On a puzzle with several solutions, a valid answer other than the label is right too.
+                judged_correct = judged_correct | self.solution_checker(inputs, judged_preds)
+                judged_acc = torch.where(judged_correct, 1.0, judged_acc)
         ce = losses.mean_over_tokens(losses.token_cross_entropy(out.logits, labels, self.loss_kind), labels).mean()
         kl = ce.new_zeros(())
         noise = out.noise
@@ -247,11 +263,20 @@ class GRAMModule(L.LightningModule):
                 kl = losses.balanced_mean_distance(noise.posterior, noise.prior, self.kl_balance).mean()
             else:
                 kl = losses.balanced_kl(noise.posterior, noise.prior, self.kl_balance).mean()
-        halt = losses.halt_loss(out.halt_logits, seq_correct).mean()
-        value = losses.value_loss(out.value, token_acc).mean()
+        halt = losses.halt_loss(out.halt_logits, judged_correct).mean()
+        value = losses.value_loss(out.value, judged_acc).mean()
         loss = ce + self.beta * kl + self.halt_loss_weight * halt + self.value_loss_weight * value
-        return {"loss": loss, "ce": ce, "kl": kl, "halt_loss": halt, "value_loss": value,
-                "exact_acc_posterior": seq_correct.float().mean(), "token_acc_posterior": token_acc.mean()}
+        terms = {"loss": loss, "ce": ce, "kl": kl, "halt_loss": halt, "value_loss": value,
+                 "exact_acc_posterior": seq_correct.float().mean(), "token_acc_posterior": token_acc.mean()}
+        if out.judged_logits is not None:
+            terms["exact_acc_prior_draw"] = judged_correct.float().mean()
+        return terms
+
+    @staticmethod
+    def _agreement(preds: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B,) token accuracy against the label and (B,) whether every token matches."""
+        token_acc = ((preds == labels) & mask).sum(-1) / mask.sum(-1).clamp(min=1)
+        return token_acc, ((preds == labels) | ~mask).all(-1)
 
     @staticmethod
     def _noise_stats(out: StepOutput) -> dict[str, torch.Tensor]:
@@ -319,7 +344,9 @@ class GRAMModule(L.LightningModule):
 
     def update_metrics(self, metric: SolveMetrics, batch: dict[str, torch.Tensor], s: Samples) -> None:
         chosen_ok = s.is_solution.gather(1, s.chosen_index[:, None]).squeeze(1)
-        metric.update(s.preds, s.chosen, batch["labels"], s.is_solution, chosen_ok, batch.get("num_solutions"))
+        keys = self.canonical_output(s.preds) if self.canonical_output is not None else None
+        conflicts = self.count_conflicts(batch["inputs"], s.chosen) if self.count_conflicts is not None else None
+        metric.update(s.preds, s.chosen, batch["labels"], s.is_solution, chosen_ok, batch.get("num_solutions"), keys, conflicts)
 
     # ---- evaluation loops ----
 

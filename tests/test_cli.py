@@ -9,6 +9,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from gram_lightning.cli import GramCLI, main
 from gram_lightning.module import GRAMModule
@@ -46,6 +47,18 @@ def test_every_shipped_config_parses_and_instantiates(config, tmp_path):
     assert (net.vocab_size, net.seq_len) == (cli.datamodule.vocab_size, cli.datamodule.seq_len)
 
 
+OVERLAYS = sorted((ROOT / "experiments" / "baselines").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=[c.name for c in OVERLAYS])
+def test_every_baseline_overlay_applies_to_a_task_config(overlay, tmp_path):
+    cli = GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False,
+                  args=["--config", str(ROOT / "experiments" / "nqueens8.yaml"), "--config", str(overlay),
+                        "--data.init_args.cache_dir", str(tmp_path)])
+    assert cli.trainer.logger.version == overlay.stem  # each baseline logs under its own name
+    assert cli.model.net.seq_len == 64
+
+
 def test_fit_then_test_and_predict_from_checkpoint(tmp_path):
     fit = run_gram("fit", *tiny_args(tmp_path), cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr[-3000:]
@@ -55,6 +68,10 @@ def test_fit_then_test_and_predict_from_checkpoint(tmp_path):
     assert "Width scaling" in fit.stdout  # the demo's report table
     report = json.loads((run_dir / "width_scaling.json").read_text())
     assert {(r["N"], r["selection"]) for r in report} == {(1, "-"), (8, "vote"), (8, "lprm"), (32, "vote"), (32, "lprm")}
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    assert "val/samples" in events.Tags()["images"]  # the SampleBoards picture
+    assert "val/exact_acc" in events.Tags()["scalars"]
 
     # the checkpoint restores the network; only data and inference knobs come from the command line
     common = ["--config", str(run_dir / "config.yaml"), "--ckpt_path", str(ckpt),

@@ -241,3 +241,52 @@ def test_stablemax_gradient_is_finite_at_a_logit_of_one():
     logits = torch.tensor([[[1.0, 0.5, -2.0, 0.0]]], requires_grad=True)
     losses.token_cross_entropy(logits, torch.tensor([[2]])).sum().backward()
     assert torch.isfinite(logits.grad).all()
+
+
+def test_heads_judge_a_prior_draw_when_the_posterior_drives_the_step():
+    net = tiny_net()
+    x, y = _batch()
+    h, l = net.initial_state(4)
+    e, context = net.embed_input(x), net.embed_target(y)
+    out = net.supervision_step(h, l, e, "posterior", context)
+    assert out.judged_logits is not None and out.judged_logits.shape == out.logits.shape
+    assert not torch.allclose(out.judged_logits, out.logits)  # a different eps: the prior's, not q's
+    assert not out.judged_logits.requires_grad  # the heads' targets come from it, no gradient
+    (out.halt_logits.sum() + out.value.sum()).backward()
+    assert net.halt_head.weight.grad is not None and all(p.grad is None for p in net.f_L.parameters())
+    assert net.supervision_step(h, l, e).judged_logits is None  # prior rollouts judge their own output
+
+
+def test_looped_transformer_has_no_low_level():
+    net = tiny_net(K=0, noise="none")
+    x, _ = _batch()
+    out = _final(net, x)
+    assert out.logits.shape == (4, 16, 6)
+    l0 = net.initial_state(4)[1]
+    assert torch.equal(out.l, l0)  # l is never updated: f_H reads h + e_x
+    with pytest.raises(ValueError, match="noise_on='l' needs a low level"):
+        tiny_net(K=0, noise_on="l")
+
+
+def test_noise_on_l_leaves_h_a_deterministic_function_of_l():
+    net = tiny_net(noise="learned", noise_on="l", init_sigma=0.5)
+    x, y = _batch()
+    h, l = net.initial_state(4)
+    e = net.embed_input(x)
+    torch.manual_seed(0)
+    h1, l1, noise = net.transition(h, l, e, "prior")
+    assert noise is not None and noise.eps.shape == l1.shape
+    assert torch.allclose(h1, net.f_H(h, l1), atol=1e-6)  # the residual went into l, f_H read the noisy l
+    out = net.supervision_step(h, l, e, "posterior", net.embed_target(y))
+    assert out.judged_logits is not None and out.noise.posterior is not None
+
+
+def test_z0_noise_draws_a_new_start_per_trajectory():
+    net = tiny_net(noise="none", z0_noise_sigma=0.5)
+    h_a, l_a = net.initial_state(2)
+    assert not torch.allclose(h_a[0], h_a[1]) and torch.equal(l_a[0], l_a[1])
+    assert (h_a - net.h0).std().item() == pytest.approx(0.5, rel=0.2)
+    x, _ = _batch(B=2)
+    x = x[:1].expand(2, -1)
+    out = _final(net, x)
+    assert not torch.equal(out.logits[0], out.logits[1])  # same input, different trajectories

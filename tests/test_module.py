@@ -6,6 +6,7 @@ import torch
 from conftest import TINY_TRAINER, tiny_net
 from torch.utils.data import DataLoader
 
+from gram_lightning.model import StepOutput
 from gram_lightning.module import GRAMModule
 
 
@@ -94,3 +95,14 @@ def test_halting_at_inference_stops_each_trajectory():
     torch.nn.init.constant_(module.net.halt_head.bias, 5.0)
     samples = module.sample(batch, num_samples=3)
     assert samples.steps.tolist() == [[1] * 3] * 2 and samples.preds.shape == (2, 3, 16)
+
+
+def test_head_targets_count_a_valid_non_label_answer_as_right():
+    module = GRAMModule(tiny_net(noise="none"))
+    labels = torch.full((2, 16), 2)
+    logits = torch.nn.functional.one_hot(torch.tensor([[3] * 16, [4] * 16]), 6).float() * 10
+    out = StepOutput(None, None, logits, torch.zeros(2), torch.full((2,), 0.2), None)
+    # Without a checker only the label is right; a checker that accepts token 3 everywhere makes row 0 right.
+    assert module._loss_terms(out, labels, labels)["value_loss"] == pytest.approx(0.2**2)
+    module.solution_checker = lambda inputs, preds: (preds == 3).all(-1)
+    assert module._loss_terms(out, labels, labels)["value_loss"] == pytest.approx((0.8**2 + 0.2**2) / 2)

@@ -52,3 +52,18 @@ def test_token_accuracy_ignores_pad():
     metric.update(samples, samples[:, 0], labels, torch.tensor([[False]]), torch.tensor([False]))
     out = metric.compute()
     assert out["token_acc"] == 0.5 and "coverage" not in out
+
+
+def test_distinct_solutions_use_canonical_keys_and_conflicts_are_summed():
+    metric = SolveMetrics()
+    # Colorings [3, 4, 3] and [4, 3, 4] are one coloring up to color permutation: same canonical key.
+    samples = torch.tensor([[[3, 4, 3], [4, 3, 4], [3, 3, 4]]])
+    keys = torch.tensor([[[3, 4, 3], [3, 4, 3], [3, 3, 4]]])
+    is_solution = torch.tensor([[True, True, True]])
+    metric.update(samples, samples[:, 0], samples[:, 0], is_solution, is_solution[:, 0], torch.tensor([4]), keys,
+                  chosen_conflicts=torch.tensor([2]))
+    metric.update(samples, samples[:, 0], samples[:, 0], is_solution, is_solution[:, 0], torch.tensor([4]), keys,
+                  chosen_conflicts=torch.tensor([0]))
+    out = metric.compute()
+    assert out["distinct_solutions"] == 2.0 and out["coverage"] == pytest.approx(0.5)
+    assert out["conflict_edges"] == 2.0 and out["conflict_edges_per_input"] == 1.0
