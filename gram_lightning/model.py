@@ -282,8 +282,7 @@ class GRAM(nn.Module):
             if target_context is None:
                 raise ValueError("posterior noise needs the target: pass labels")
             posterior = self.posterior(torch.cat([u, target_context.to(u.dtype)], dim=-1))
-        drawn_from = posterior if posterior is not None else prior
-        eps = drawn_from.mean if self.noise_mode == "mean_only" else drawn_from.sample()
+        eps = self.draw(posterior if posterior is not None else prior)
         return TransitionNoise(prior, posterior, eps.to(u.dtype))
 
     def low_level(self, h: torch.Tensor, l: torch.Tensor, input_embedding: torch.Tensor) -> torch.Tensor:
@@ -294,6 +293,10 @@ class GRAM(nn.Module):
     def high_level(self, h: torch.Tensor, l: torch.Tensor, input_embedding: torch.Tensor) -> torch.Tensor:
         """The deterministic proposal u; without a low level (K = 0) f_H reads the input directly."""
         return self.f_H(h, l) if self.K > 0 else self.f_H(h, input_embedding)
+
+    def draw(self, dist: Gaussian) -> torch.Tensor:
+        """A residual from `dist`: its mean in guidance-only mode, else a sample."""
+        return dist.mean if self.noise_mode == "mean_only" else dist.sample()
 
     def transition(self, h, l, input_embedding, source: NoiseSource, target_context=None, test_sigma: float = 0.0):
         """One transition: (h, l) -> (h', l', the noise drawn)."""
@@ -349,8 +352,7 @@ class GRAM(nn.Module):
         # "always right, halt now" (training halted after ~1.1 steps) and rank prior samples no better than
         # chance. They judge a prior draw at the same point instead, the kind of state they see at inference.
         with torch.no_grad():
-            prior_eps = noise.prior.mean if self.noise_mode == "mean_only" else noise.prior.sample()
-            judged = redo_with(prior_eps.to(h.dtype))
+            judged = redo_with(self.draw(noise.prior).to(h.dtype))
             judged_logits = self.decode(judged)
         return StepOutput(h, l, logits, *self.judge(judged), noise, judged_logits)
 

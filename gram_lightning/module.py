@@ -248,8 +248,9 @@ class GRAMModule(L.LightningModule):
     def _loss_terms(self, out: StepOutput, inputs: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         mask = labels != losses.IGNORE_LABEL
         with torch.no_grad():
-            token_acc, seq_correct = self._agreement(out.logits.argmax(-1), labels, mask)
-            judged_preds = out.logits.argmax(-1) if out.judged_logits is None else out.judged_logits.argmax(-1)
+            preds = out.logits.argmax(-1)
+            token_acc, seq_correct = self._agreement(preds, labels, mask)
+            judged_preds = preds if out.judged_logits is None else out.judged_logits.argmax(-1)
             judged_acc, judged_correct = self._agreement(judged_preds, labels, mask)
             if self.solution_checker is not None:
                 # On a puzzle with several solutions, a valid answer other than the label is right too.
@@ -300,6 +301,11 @@ class GRAMModule(L.LightningModule):
             raise ValueError("no solution checker (DataModule.check_solution) and no labels to compare against")
         return ((preds == labels) | (labels == losses.IGNORE_LABEL)).all(-1)
 
+    @property
+    def test_sigma(self) -> float:
+        """Std of PTRM's test-time noise: only a deterministic net gets it."""
+        return self.test_noise_sigma if self.net.noise_mode == "none" else 0.0
+
     @torch.no_grad()
     def sample(
         self,
@@ -317,8 +323,7 @@ class GRAMModule(L.LightningModule):
         halted = torch.zeros(B * N, dtype=torch.bool, device=inputs.device)
         steps = torch.zeros(B * N, dtype=torch.long, device=inputs.device)
         final: StepOutput | None = None
-        sigma = self.test_noise_sigma if self.net.noise_mode == "none" else 0.0
-        for out in self.net.rollout(rows_in, num_steps, repeat(batch.get("puzzle_ids")), rows_labels, sigma, self.step_fn):
+        for out in self.net.rollout(rows_in, num_steps, repeat(batch.get("puzzle_ids")), rows_labels, self.test_sigma, self.step_fn):
             if final is None or not self.halt_at_inference:
                 final = out
             else:  # rows that halted keep the output of the step at which they halted

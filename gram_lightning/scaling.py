@@ -67,7 +67,6 @@ def evaluate_grid(module: GRAMModule, batches, widths: list[int], steps: list[in
     depth = max(steps)
     out: dict[str, dict] = {k: defaultdict(list) for k in ("exact", "passed", "distinct", "conflicts")}
     counts = []
-    sigma = module.test_noise_sigma if module.net.noise_mode == "none" else 0.0
     with module.inference_rng():
         for batch in batches:
             batch = {k: v.to(module.device) for k, v in batch.items()}
@@ -78,7 +77,7 @@ def evaluate_grid(module: GRAMModule, batches, widths: list[int], steps: list[in
                 rows_in = inputs.repeat_interleave(width, 0)
                 ids = batch.get("puzzle_ids")
                 ids = None if ids is None else ids.repeat_interleave(width, 0)
-                rollout = module.net.rollout(rows_in, depth, ids, None, sigma, module.step_fn)
+                rollout = module.net.rollout(rows_in, depth, ids, None, module.test_sigma, module.step_fn)
                 for step, step_out in enumerate(rollout, start=1):
                     if step not in steps:
                         continue
