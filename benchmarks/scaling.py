@@ -11,53 +11,17 @@ the table. Arguments after `--` go to the `gram` CLI (e.g. `-- --data.init_args.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import sys
 import time
 from pathlib import Path
 
-import torch
-import yaml
-from rich.console import Console
-from rich.table import Table
-
-from gram_lightning.atomic import atomic_write_text
-from gram_lightning.cli import GramCLI
-from gram_lightning.module import GRAMModule
+from gram_lightning.atomic import atomic_write_csv
+from gram_lightning.run_loading import load_for_evaluation, print_table, split_overrides
 from gram_lightning.scaling import evaluate_grid, plot
 
 
-def load(config: str, ckpt_path: str, overrides: list[str]) -> GramCLI:
-    if not Path(config).is_file():
-        sys.exit(f"scaling: config not found: {config}")
-    settings = yaml.safe_load(Path(config).read_text()) or {}
-    for key in ("ckpt_path", "weights_only"):  # a run's saved config holds its fit subcommand's arguments
-        settings.pop(key, None)
-    cli = GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False,
-                  args=["--config", yaml.safe_dump(settings), "--trainer.logger", "false", *overrides])
-    path = Path(ckpt_path)
-    if not path.is_file():
-        sys.exit(f"scaling: checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    except Exception as error:  # a truncated or foreign file fails in many ways deep inside torch
-        sys.exit(f"scaling: cannot read checkpoint {path}: it is corrupt or not a Lightning checkpoint ({type(error).__name__})")
-    cli.model.load_state_dict(state)  # the EMA weights: EMAWeightAveraging saves them as the state_dict
-    return cli
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
-
-
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    overrides = argv[argv.index("--") + 1 :] if "--" in argv else []
+    own, overrides = split_overrides(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="the run's config.yaml (or a task config)")
     parser.add_argument("--ckpt_path", required=True, help="checkpoint to evaluate (EMA weights)")
@@ -66,17 +30,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--selection", default="vote", choices=["vote", "lprm", "halt", "first"])
     parser.add_argument("--split", default="test", choices=["val", "test"])
     parser.add_argument("--out", default=None, help="output folder (default: <run dir>/scaling)")
-    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    args = parser.parse_args(own)
     if min(args.widths) < 1 or min(args.steps) < 1:
         parser.error("--widths and --steps must be >= 1")
 
     sys.argv = sys.argv[:1]  # LightningCLI gets its arguments from `overrides`, not from this command line
-    cli = load(args.config, args.ckpt_path, overrides)
-    module, datamodule = cli.model, cli.datamodule
-    module.to("cuda" if torch.cuda.is_available() else "cpu").eval()
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    module.attach_task(datamodule)
+    module, datamodule = load_for_evaluation(args.config, args.ckpt_path, overrides, "scaling")
     loader = datamodule.test_dataloader() if args.split == "test" else datamodule.val_dataloader()
 
     start = time.perf_counter()
@@ -85,19 +44,14 @@ def main(argv: list[str] | None = None) -> None:
     rows = result.table()
 
     out = Path(args.out) if args.out else Path(args.ckpt_path).resolve().parents[1] / "scaling"
-    write_csv(out / "scaling.csv", rows)
+    atomic_write_csv(out / "scaling.csv", rows)
     if "coverage" in rows[0]:
-        write_csv(out / "scaling_by_solutions.csv", result.by_num_solutions(max(args.steps), [1, 2, 3, 5, 9, 17]))
+        atomic_write_csv(out / "scaling_by_solutions.csv", result.by_num_solutions(max(args.steps), [1, 2, 3, 5, 9, 17]))
     title = f"{type(datamodule).__name__}, {module.net.noise_mode} noise, {args.selection}"
     plot(result, out / "scaling.png", title, trained_steps=module.net.N_sup)
 
-    table = Table(title=f"{title} ({rows[0]['inputs']} {args.split} inputs, {seconds:.0f} s on {module.device})")
     columns = [c for c in ("N", "steps", "exact_acc", "pass_at_n", "distinct_solutions", "coverage", "conflict_edges") if c in rows[0]]
-    for c in columns:
-        table.add_column(c, justify="right")
-    for r in rows:
-        table.add_row(*(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in columns))
-    Console().print(table)
+    print_table(f"{title} ({rows[0]['inputs']} {args.split} inputs, {seconds:.0f} s on {module.device})", rows, columns)
     print(f"written to {out}/ (scaling.csv, scaling.png)")
 
 

@@ -11,8 +11,9 @@ from gram_lightning.render import GREEN, RED, tile, with_border
 
 class SampleBoards(L.Callback):
     """After each validation, samples `num_samples` trajectories for the first `num_inputs` validation inputs
-    and logs them as one image: a row per input, its samples left to right, framed green when the sample is
-    a valid solution and red when not. Needs a TensorBoard logger and a DataModule with a
+    and logs them as one image: a row per input, its label first (framed grey), then its samples left to right,
+    framed green when the sample is a valid solution and red when not (grey for tasks without a checker, such as
+    images, where the label is one real example rather than the answer). Needs a TensorBoard logger and a DataModule with a
     `render(inputs, output) -> (3, H, W)` method; otherwise it does nothing.
 
     Args:
@@ -37,13 +38,14 @@ class SampleBoards(L.Callback):
         batch = {k: v[: self.num_inputs].to(pl_module.device) for k, v in batch.items()}
         with pl_module.inference_rng():
             s = pl_module.sample(batch, self.num_samples, self.num_steps, "first")
+        judged = getattr(datamodule, "check_solution", None) is not None
         rows = []
         for i in range(s.preds.shape[0]):
             inputs = batch["inputs"][i].cpu()
             row = [with_border(render(inputs, batch["labels"][i].cpu()), torch.ones(3) * 0.4)]  # the label first
             for j in range(s.preds.shape[1]):
-                ok = bool(s.is_solution[i, j])
-                row.append(with_border(render(inputs, s.preds[i, j].cpu()), GREEN if ok else RED))
+                frame = (GREEN if s.is_solution[i, j] else RED) if judged else torch.ones(3) * 0.4
+                row.append(with_border(render(inputs, s.preds[i, j].cpu()), frame))
             rows.append(row)
         return tile(rows)
 

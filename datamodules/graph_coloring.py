@@ -32,7 +32,7 @@ import pyarrow as pa
 import torch
 
 from datamodules.cache import cached_dataset
-from datamodules.puzzle_data import PuzzleBatches, PuzzleDataModule
+from datamodules.puzzle_data import PuzzleBatches, PuzzleDataModule, require
 from gram_lightning.render import PALETTE, RED, grid_image
 
 log = logging.getLogger(__name__)
@@ -747,10 +747,6 @@ def _validate_args(
     seed: int,
 ) -> None:
     """Raise a ValueError naming the first bad `GraphColoringDataModule` argument."""
-
-    def require(ok: bool, message: str) -> None:
-        if not ok:
-            raise ValueError(message)
 
     require(num_nodes >= 2, f"num_nodes must be >= 2 (a graph needs at least one node pair), got {num_nodes}")
     require(0.0 < edge_prob < 1.0, f"edge_prob must be in (0, 1), got {edge_prob}")

@@ -31,7 +31,7 @@ import pyarrow as pa
 import torch
 
 from datamodules.cache import cached_dataset
-from datamodules.puzzle_data import PuzzleBatches, PuzzleDataModule
+from datamodules.puzzle_data import PuzzleBatches, PuzzleDataModule, require
 from gram_lightning.render import grid_image
 
 log = logging.getLogger(__name__)
@@ -613,10 +613,6 @@ def _validate_args(
     seed: int,
 ) -> None:
     """Raise a ValueError naming the first bad `NQueensDataModule` argument."""
-
-    def require(ok: bool, message: str) -> None:
-        if not ok:
-            raise ValueError(message)
 
     require(num_val_puzzles is None or num_val_puzzles >= 0,
             f"num_val_puzzles must be >= 0, or None for the whole test split; got {num_val_puzzles}")

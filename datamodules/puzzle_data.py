@@ -11,6 +11,12 @@ from torch.utils.data import DataLoader, Dataset
 Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
+def require(ok: bool, message: str) -> None:
+    """Argument checks of the DataModules: a ValueError naming the bad argument, raised at construction."""
+    if not ok:
+        raise ValueError(message)
+
+
 class PuzzleBatches(Dataset):
     """Map-style dataset over one split whose ``__getitems__`` builds whole batches at once.
 

@@ -29,8 +29,9 @@ import pyarrow as pa
 import torch
 
 from datamodules.cache import cached_dataset
-from datamodules.puzzle_data import PuzzleBatches, PuzzleDataModule
+from datamodules.puzzle_data import PuzzleBatches, PuzzleDataModule, require
 from gram_lightning.render import PALETTE, grid_image
+from gram_lightning.sample_set_metrics import SampleSetMetrics
 
 log = logging.getLogger(__name__)
 
@@ -419,15 +420,19 @@ def _generate_rows(
     max_givens: int | None,
     min_guesses: int,
     seed: int,
+    unconditional: bool = False,
 ) -> dict[str, list]:
     """`datasets.Dataset.map` function: puzzle indices -> rows (runs in the worker processes)."""
     out: dict[str, list] = {"inputs": [], "solutions": [], "num_solutions": [], "guesses": []}
     for index in batch["index"]:
         rng = puzzle_rng(seed, split, index)
-        num_givens = None if unique else int(rng.integers(min_givens, max_givens + 1))
-        puzzle, solutions, guesses = _make_puzzle(
-            n, rng, unique=unique, num_givens=num_givens, min_guesses=min_guesses
-        )
+        if unconditional:  # a blank board whose target is one random solved grid
+            puzzle, solutions, guesses = [0] * (n * n), [generate_full_grid(n, rng)], -1
+        else:
+            num_givens = None if unique else int(rng.integers(min_givens, max_givens + 1))
+            puzzle, solutions, guesses = _make_puzzle(
+                n, rng, unique=unique, num_givens=num_givens, min_guesses=min_guesses
+            )
         out["inputs"].append([d + 1 for d in puzzle])  # digits -> tokens: blank 0 -> 1, d -> d + 1
         out["solutions"].append([[d + 1 for d in s] for s in solutions])
         out["num_solutions"].append(len(solutions))
@@ -447,6 +452,7 @@ def generate_split(
     seed: int = 0,
     num_proc: int = 1,
     exclude: set[bytes] | None = None,
+    unconditional: bool = False,
 ) -> datasets.Dataset:
     """Generate ``count`` distinct puzzles whose inputs are not in ``exclude``.
 
@@ -464,7 +470,9 @@ def generate_split(
         min_guesses: Unique mode: hardness filter.
         seed: Generation seed.
         num_proc: Worker processes (`datasets.Dataset.map`).
-        exclude: Inputs to leave out, as returned by `input_keys` (e.g. the test split's).
+        exclude: Inputs to leave out, as returned by `split_keys` (e.g. the test split's).
+        unconditional: Blank inputs, each with one random solved grid as its target; the grids are
+            what is distinct and excluded.
 
     Raises:
         GenerationError: Too few distinct puzzles exist for ``count`` (tiny 4x4 spaces), or the
@@ -476,7 +484,7 @@ def generate_split(
     max_index = 20 * count + 1000  # give up when duplicates dominate (tiny puzzle space)
     fn_kwargs = dict(
         split=split, n=n, unique=unique, min_givens=min_givens, max_givens=max_givens,
-        min_guesses=min_guesses, seed=seed,
+        min_guesses=min_guesses, seed=seed, unconditional=unconditional,
     )
     while found < count:
         if next_index >= max_index:
@@ -502,7 +510,7 @@ def generate_split(
             desc=f"generating {n}x{n} {split} puzzles",
         )
         keep = []
-        for i, key in enumerate(_row_keys(_token_matrix(rows, "inputs"))):
+        for i, key in enumerate(_row_keys(_key_matrix(rows, unconditional))):
             if key not in seen and found + len(keep) < count:
                 seen.add(key)
                 keep.append(i)
@@ -527,14 +535,27 @@ def _row_keys(boards: np.ndarray) -> Iterator[bytes]:
     return (row.tobytes() for row in boards.astype(np.uint8, copy=False))
 
 
+def _key_matrix(ds: datasets.Dataset, unconditional: bool = False) -> np.ndarray:
+    """(R, L) boards that tell the rows of ``ds`` apart: the inputs, or for unconditional data (all inputs
+    blank, one solution each) the solved grids."""
+    if not unconditional:
+        return _token_matrix(ds, "inputs")
+    return _board_matrix(pa.chunked_array([ds.with_format("arrow")[:].column("solutions").combine_chunks().flatten()]))
+
+
+def split_keys(ds: datasets.Dataset, unconditional: bool = False) -> set[bytes]:
+    """The rows of ``ds`` as hashable keys (see `_key_matrix`), e.g. for `generate_split`'s ``exclude``."""
+    return set(_row_keys(_key_matrix(ds, unconditional)))
+
+
 def input_keys(ds: datasets.Dataset) -> set[bytes]:
-    """The inputs of ``ds`` as hashable keys, e.g. for `generate_split`'s ``exclude``."""
-    return set(_row_keys(_token_matrix(ds, "inputs")))
+    """The inputs of ``ds`` as hashable keys."""
+    return split_keys(ds)
 
 
-def inputs_fingerprint(ds: datasets.Dataset) -> str:
-    """Hash of a dataset's inputs, to key caches that depend on them (e.g. train excludes test)."""
-    return hashlib.sha256(np.ascontiguousarray(_token_matrix(ds, "inputs")).tobytes()).hexdigest()[:16]
+def inputs_fingerprint(ds: datasets.Dataset, unconditional: bool = False) -> str:
+    """Hash of a dataset's keys, to key caches that depend on them (e.g. train excludes test)."""
+    return hashlib.sha256(np.ascontiguousarray(_key_matrix(ds, unconditional)).tobytes()).hexdigest()[:16]
 
 
 class SudokuFormatError(ValueError):
@@ -859,6 +880,12 @@ class SudokuDataModule(PuzzleDataModule):
         num_workers: DataLoader worker processes.
         num_proc: Processes that generate puzzles.
         seed: Seed of puzzle generation and of the random subsets of CSV files.
+        unconditional: Unconditional generation p(x): every input is a blank board and the targets are
+            ``num_train_puzzles`` distinct random solved grids (50,000 in sudoku_uncond.yaml; 9x9 grids
+            take about 1.5 ms each to generate). Test inputs are ``num_test_puzzles`` blank boards; any
+            valid board is a right answer, so val/exact_acc is the validity of the samples, and
+            `generation_metrics` adds uniqueness and novelty (not a training grid). Ignores ``unique``,
+            ``min_guesses`` and ``augment`` is still applied (a transformed grid is another valid grid).
     """
 
     def __init__(
@@ -881,6 +908,7 @@ class SudokuDataModule(PuzzleDataModule):
         num_workers: int = 0,
         num_proc: int = 2,
         seed: int = 0,
+        unconditional: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -891,9 +919,10 @@ class SudokuDataModule(PuzzleDataModule):
             num_val_puzzles=num_val_puzzles, unique=unique, min_givens=min_givens, max_givens=max_givens,
             min_guesses=min_guesses, epoch_multiplier=epoch_multiplier, train_csv=train_csv, test_csv=test_csv,
             batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
-            num_proc=num_proc, seed=seed,
+            num_proc=num_proc, seed=seed, unconditional=unconditional,
         )
         self.board_size = board_size
+        self.unconditional = unconditional
         self.num_train_puzzles, self.num_test_puzzles = num_train_puzzles, num_test_puzzles
         self.num_val_puzzles = num_val_puzzles
         self.unique, self.min_givens, self.max_givens = unique, min_givens, max_givens
@@ -927,7 +956,8 @@ class SudokuDataModule(PuzzleDataModule):
         test = PuzzleTensors.from_dataset(self._take(test_source, self.num_test_puzzles, "test"))
         train_source = self._train_source(test_source)
         train = PuzzleTensors.from_dataset(self._take(train_source, self.num_train_puzzles, "train"))
-        train = _without_overlap(train, test)
+        if not self.unconditional:  # blank inputs are all equal by design
+            train = _without_overlap(train, test)
         if self.num_val_puzzles > len(test):
             raise ValueError(f"num_val_puzzles={self.num_val_puzzles} but the test split has only {len(test)} puzzles")
         val = test.subset(torch.arange(self.num_val_puzzles))
@@ -950,18 +980,22 @@ class SudokuDataModule(PuzzleDataModule):
             "count": count, "unique": self.unique, "min_givens": self.min_givens,
             "max_givens": self.max_givens, "min_guesses": self.min_guesses if self.unique else None,
             "seed": self.seed,
-            # Train leaves out every test input, so its content depends on the test inputs.
-            "exclude_inputs": inputs_fingerprint(exclude) if exclude is not None else None,
+            # Train leaves out every test input (test grid when unconditional), so its content depends on them.
+            "exclude_inputs": inputs_fingerprint(exclude, self.unconditional) if exclude is not None else None,
         }
+        if self.unconditional:
+            params.update(kind="unconditional", unique=None, min_guesses=None)
 
         def build() -> datasets.Dataset:
-            excluded = input_keys(exclude) if exclude is not None else None
+            excluded = split_keys(exclude, self.unconditional) if exclude is not None else None
             return generate_split(
                 split, count, n=n, unique=self.unique, min_givens=self.min_givens, max_givens=self.max_givens,
                 min_guesses=self.min_guesses, seed=self.seed, num_proc=self.num_proc, exclude=excluded,
+                unconditional=self.unconditional,
             )
 
-        return cached_dataset(self.cache_dir, f"sudoku{n}-{split}", params, build)
+        name = f"sudoku{n}-uncond-{split}" if self.unconditional else f"sudoku{n}-{split}"
+        return cached_dataset(self.cache_dir, name, params, build)
 
     def _csv_source(self, csv_path: str) -> datasets.Dataset:
         path = Path(csv_path).resolve()
@@ -1002,6 +1036,20 @@ class SudokuDataModule(PuzzleDataModule):
         """(B, L) inputs and predicted tokens -> (B,) bool: a valid Sudoku keeping all givens."""
         return check_solution(inputs, preds, self.board_size)
 
+    def generation_metrics(self) -> SampleSetMetrics | None:
+        """Unconditional mode: validity, uniqueness and novelty of sampled boards (None otherwise)."""
+        if not self.unconditional:
+            return None
+        train = self._split("train")
+        return SampleSetMetrics(self.check_solution, reference=train.solutions[:, 0].long())
+
+    def format_sample(self, output: torch.Tensor) -> str:
+        """One board as text: n lines of digits, '.' for a blank or a token that is not a digit."""
+        n = self.board_size
+        digits = output.long().view(n, n) - BLANK_TOKEN
+        chars = "." + "123456789ABCDEFG"[:n]
+        return "\n".join("".join(chars[d] if 0 <= d <= n else "." for d in row.tolist()) for row in digits)
+
     def render(self, inputs: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         """One board as a (3, H, W) image: a colour per digit, white blanks, givens framed."""
         n = self.board_size
@@ -1038,12 +1086,9 @@ def _validate_args(
     num_workers: int,
     num_proc: int,
     seed: int,
+    unconditional: bool = False,
 ) -> None:
     """Raise a ValueError naming the first bad `SudokuDataModule` argument."""
-
-    def require(ok: bool, message: str) -> None:
-        if not ok:
-            raise ValueError(message)
 
     cells = board_size * board_size
     require(board_size in SUPPORTED_SIZES, f"board_size must be one of {SUPPORTED_SIZES}, got {board_size}")
@@ -1057,7 +1102,10 @@ def _validate_args(
     require(test_csv is not None or num_test_puzzles == -1 or num_val_puzzles <= num_test_puzzles,
             f"num_val_puzzles={num_val_puzzles} exceeds num_test_puzzles={num_test_puzzles}: "
             f"validation uses the first test puzzles")
-    if unique:
+    if unconditional:
+        require(train_csv is None and test_csv is None, "unconditional=True generates solved grids; it does not read CSV files")
+        require(min_givens is None and max_givens is None, "unconditional=True has blank inputs: drop min_givens/max_givens")
+    elif unique:
         require(min_givens is None and max_givens is None,
                 "min_givens/max_givens only apply to multi-solution puzzles (unique=False); unique puzzles "
                 "are minimal, their number of givens is not chosen")

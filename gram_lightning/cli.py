@@ -7,6 +7,7 @@ from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 
+from callbacks.generated_samples import GeneratedSamplesWriter
 from callbacks.prediction_writer import JsonlPredictionWriter
 from callbacks.test_metrics import TestMetricsWriter
 from gram_lightning.module import GRAMModule
@@ -19,6 +20,8 @@ class GramCLI(LightningCLI):
         # Always on: `gram test` leaves test_metrics.json and `gram predict` predictions.jsonl in the log dir.
         parser.add_lightning_class_args(TestMetricsWriter, "test_metrics_writer")
         parser.add_lightning_class_args(JsonlPredictionWriter, "prediction_writer")
+        # Unconditional tasks: `gram predict` also writes samples.png / samples.txt / sample_metrics.json.
+        parser.add_lightning_class_args(GeneratedSamplesWriter, "generated_samples_writer")
 
     def _parse_ckpt_path(self) -> None:
         ckpt_path = self.config[self.config.subcommand].get("ckpt_path") if self.config.get("subcommand") else None

@@ -136,6 +136,10 @@ class GRAMModule(L.LightningModule):
         self.solution_checker: SolutionChecker | None = None
         self.canonical_output: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.count_conflicts: SolutionChecker | None = None
+        self.generation_metrics_factory: Callable[[], Any] | None = None
+        # A plain dict, not registered submodules: a generation metric's feature extractor (FID's MNIST
+        # classifier) must stay out of the checkpoint and the optimizer.
+        self.generation_metrics: dict[str, Any] = {}
         self._compiled_step: Callable[..., StepOutput] | None = None
 
     # ---- set-up ----
@@ -151,6 +155,22 @@ class GRAMModule(L.LightningModule):
         self.solution_checker = getattr(datamodule, "check_solution", None)
         self.canonical_output = getattr(datamodule, "canonical_output", None)
         self.count_conflicts = getattr(datamodule, "conflict_edges", None)
+        # Unconditional tasks: metrics of the sampled set as a whole (validity / uniqueness, FID / IS), or None.
+        self.generation_metrics_factory = getattr(datamodule, "generation_metrics", None)
+        self.generation_metrics = {}
+
+    def generation_metric(self, stage: str) -> Any | None:
+        """The task's generation metrics for `stage` ("val", "test"), built on first use; None if it has none."""
+        if stage not in self.generation_metrics and self.generation_metrics_factory is not None:
+            self.generation_metrics[stage] = self.generation_metrics_factory()
+        metric = self.generation_metrics.get(stage)
+        return None if metric is None else metric.to(self.device)
+
+    @property
+    def reports_solve_metrics(self) -> bool:
+        """Accuracy, coverage and the like mean nothing for an image generator (no checker, only metrics of the
+        sampled set): those tasks log their generation metrics alone."""
+        return self.solution_checker is not None or self.generation_metric("val") is None
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())
@@ -355,11 +375,24 @@ class GRAMModule(L.LightningModule):
 
     # ---- evaluation loops ----
 
+    def _update_generation_metric(self, stage: str, batch: dict[str, torch.Tensor], s: Samples) -> None:
+        metric = self.generation_metric(stage)
+        if metric is not None:
+            metric.update(batch, s.chosen)
+
+    def _log_generation_metric(self, stage: str) -> None:
+        metric = self.generation_metric(stage)
+        if metric is not None:
+            self.log_dict({f"{stage}/{k}": v for k, v in metric.compute().items()})
+            metric.reset()
+
     def on_validation_epoch_start(self) -> None:
         self._enter_inference_rng()
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self.update_metrics(self.val_metrics, batch, self.sample(batch, self.val_num_samples, selection="vote"))
+        s = self.sample(batch, self.val_num_samples, selection="vote")
+        self.update_metrics(self.val_metrics, batch, s)
+        self._update_generation_metric("val", batch, s)
         if self.net.posterior is not None:
             # Posterior rollouts see the target; the gap to the prior's accuracy exposes the posterior shortcut.
             self.update_metrics(self.val_posterior_metrics, batch, self.sample(batch, 1, selection="first", posterior=True))
@@ -367,9 +400,11 @@ class GRAMModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._exit_inference_rng()
         metrics = {f"val/{k}": v for k, v in self.val_metrics.compute().items()}
-        self.log("val/exact_acc", metrics.pop("val/exact_acc"), prog_bar=True)
-        self.log_dict(metrics)
+        if self.reports_solve_metrics:
+            self.log("val/exact_acc", metrics.pop("val/exact_acc"), prog_bar=True)
+            self.log_dict(metrics)
         self.val_metrics.reset()
+        self._log_generation_metric("val")
         if self.net.posterior is not None:
             post = self.val_posterior_metrics.compute()
             self.log_dict({"val/exact_acc_posterior": post["exact_acc"], "val/token_acc_posterior": post["token_acc"]})
@@ -381,11 +416,14 @@ class GRAMModule(L.LightningModule):
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         s = self.sample(batch, self.num_samples, self.num_steps, self.selection)
         self.update_metrics(self.test_metrics, batch, s)
+        self._update_generation_metric("test", batch, s)
 
     def on_test_epoch_end(self) -> None:
         self._exit_inference_rng()
-        self.log_dict({f"test/{k}": v for k, v in self.test_metrics.compute().items()})
+        if self.reports_solve_metrics:
+            self.log_dict({f"test/{k}": v for k, v in self.test_metrics.compute().items()})
         self.test_metrics.reset()
+        self._log_generation_metric("test")
 
     def on_predict_epoch_start(self) -> None:
         self._enter_inference_rng()
