@@ -548,11 +548,6 @@ def split_keys(ds: datasets.Dataset, unconditional: bool = False) -> set[bytes]:
     return set(_row_keys(_key_matrix(ds, unconditional)))
 
 
-def input_keys(ds: datasets.Dataset) -> set[bytes]:
-    """The inputs of ``ds`` as hashable keys."""
-    return split_keys(ds)
-
-
 def inputs_fingerprint(ds: datasets.Dataset, unconditional: bool = False) -> str:
     """Hash of a dataset's keys, to key caches that depend on them (e.g. train excludes test)."""
     return hashlib.sha256(np.ascontiguousarray(_key_matrix(ds, unconditional)).tobytes()).hexdigest()[:16]

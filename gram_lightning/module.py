@@ -162,15 +162,15 @@ class GRAMModule(L.LightningModule):
     def generation_metric(self, stage: str) -> Any | None:
         """The task's generation metrics for `stage` ("val", "test"), built on first use; None if it has none."""
         if stage not in self.generation_metrics and self.generation_metrics_factory is not None:
-            self.generation_metrics[stage] = self.generation_metrics_factory()
-        metric = self.generation_metrics.get(stage)
-        return None if metric is None else metric.to(self.device)
+            metric = self.generation_metrics_factory()
+            self.generation_metrics[stage] = None if metric is None else metric.to(self.device)
+        return self.generation_metrics.get(stage)
 
     @property
     def reports_solve_metrics(self) -> bool:
         """Accuracy, coverage and the like mean nothing for an image generator (no checker, only metrics of the
         sampled set): those tasks log their generation metrics alone."""
-        return self.solution_checker is not None or self.generation_metric("val") is None
+        return self.solution_checker is not None or self.generation_metrics_factory is None
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())

@@ -27,7 +27,7 @@ from datamodules.sudoku import (
     generate_full_grid,
     generate_puzzle,
     generate_split,
-    input_keys,
+    split_keys,
     is_valid_sudoku,
     read_sudoku_csv,
     solve,
@@ -184,9 +184,9 @@ def test_generation_does_not_depend_on_process_count_and_respects_exclusion():
     one = generate_split("test", 12, num_proc=1, **kwargs)
     two = generate_split("test", 12, num_proc=2, **kwargs)
     assert one["inputs"] == two["inputs"] and one["solutions"] == two["solutions"]
-    excluded = input_keys(one.select(range(6)))
+    excluded = split_keys(one.select(range(6)))
     other = generate_split("test", 12, exclude=excluded, **kwargs)
-    assert len(other) == 12 and not excluded & input_keys(other)
+    assert len(other) == 12 and not excluded & split_keys(other)
 
 
 def test_generation_fails_clearly_when_puzzle_space_is_too_small():
