@@ -7,10 +7,11 @@ from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 
+from callbacks.arc_predictions import ARCPredictionsWriter
 from callbacks.generated_samples import GeneratedSamplesWriter
 from callbacks.prediction_writer import JsonlPredictionWriter
 from callbacks.test_metrics import TestMetricsWriter
-from gram_lightning.module import GRAMModule
+from gram_lightning.module import CheckpointMismatchError, GRAMModule
 
 
 class GramCLI(LightningCLI):
@@ -22,6 +23,8 @@ class GramCLI(LightningCLI):
         parser.add_lightning_class_args(JsonlPredictionWriter, "prediction_writer")
         # Unconditional tasks: `gram predict` also writes samples.png / samples.txt / sample_metrics.json.
         parser.add_lightning_class_args(GeneratedSamplesWriter, "generated_samples_writer")
+        # ARC: `gram test` also writes the voted answers (predictions.jsonl) and an ARC Prize submission.json.
+        parser.add_lightning_class_args(ARCPredictionsWriter, "arc_predictions_writer")
 
     def _parse_ckpt_path(self) -> None:
         ckpt_path = self.config[self.config.subcommand].get("ckpt_path") if self.config.get("subcommand") else None
@@ -33,6 +36,13 @@ class GramCLI(LightningCLI):
             first_line = (str(error).splitlines() or [""])[0]
             sys.exit(f"gram: cannot read checkpoint {ckpt_path}: it is corrupt or not a Lightning checkpoint "
                      f"({type(error).__name__}: {first_line})")
+
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except CheckpointMismatchError as error:  # a user error with a clear message: no traceback
+            sys.exit(f"gram: {error}")
 
 
 def main(args=None) -> None:

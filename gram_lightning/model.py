@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gram_lightning.layers import Linear, ReasoningNet, SwiGLU, swiglu_hidden
+from gram_lightning.puzzle_embedding import PuzzleEmbedding
 
 NoiseMode = Literal["learned", "none", "fixed", "mean_only"]
 NoiseSource = Literal["prior", "posterior"]
@@ -102,8 +103,12 @@ class GRAM(nn.Module):
         vocab_size: Number of token ids, 0 being PAD. Linked from the DataModule by the CLI.
         seq_len: Input length in tokens, without the puzzle prefix. Linked from the DataModule.
         out_len: Output length in tokens; None means the same as the input. Linked from the DataModule.
-        num_puzzle_ids: Learned per-puzzle prefix embeddings (ARC); 0 means an all-zero prefix.
+        num_puzzle_ids: Learned per-puzzle prefix embeddings (ARC: one per task and augmentation variant), trained
+            by sign-SGD outside the main optimizer (see `puzzle_embedding.py`); 0 means an all-zero prefix.
+            Linked from the DataModule.
         puzzle_prefix_len: Prefix positions in front of the input. The halt and value heads read the first.
+        puzzle_embed_dim: Width of a puzzle embedding, filling the prefix from its start (the rest stays zero);
+            None means D, one prefix position, as TRM. At most puzzle_prefix_len * D.
         hidden_size: Latent width D.
         num_heads: Attention heads (attention core only).
         expansion: SwiGLU expansion; the hidden width is 2/3 of expansion * D rounded up to 256, as in TRM.
@@ -140,6 +145,7 @@ class GRAM(nn.Module):
         out_len: int | None = None,
         num_puzzle_ids: int = 0,
         puzzle_prefix_len: int = 16,
+        puzzle_embed_dim: int | None = None,
         hidden_size: int = 512,
         num_heads: int = 8,
         expansion: float = 4.0,
@@ -190,9 +196,10 @@ class GRAM(nn.Module):
 
         self.token_embed = nn.Embedding(vocab_size, D)
         nn.init.trunc_normal_(self.token_embed.weight, std=1.0 / math.sqrt(D))
-        self.puzzle_embed = nn.Embedding(num_puzzle_ids, puzzle_prefix_len * D) if num_puzzle_ids else None
-        if self.puzzle_embed is not None:
-            nn.init.zeros_(self.puzzle_embed.weight)  # TRM: zero init, trained with its own optimizer settings
+        puzzle_embed_dim = puzzle_embed_dim or D
+        if not 1 <= puzzle_embed_dim <= puzzle_prefix_len * D:
+            raise ValueError(f"GRAM: puzzle_embed_dim must be in [1, puzzle_prefix_len * D = {puzzle_prefix_len * D}], got {puzzle_embed_dim}")
+        self.puzzle_embed = PuzzleEmbedding(num_puzzle_ids, puzzle_embed_dim) if num_puzzle_ids else None
         self.output_queries = nn.Parameter(torch.randn(self.out_len, D) / math.sqrt(D)) if self.separate_output else None
 
         block_kwargs = dict(
@@ -241,7 +248,8 @@ class GRAM(nn.Module):
         if self.puzzle_embed is not None:
             if puzzle_ids is None:
                 raise ValueError("GRAM was built with num_puzzle_ids > 0 but the batch has no 'puzzle_ids'")
-            prefix = self.puzzle_embed(puzzle_ids).view(B, self.prefix_len, D)
+            rows = self.puzzle_embed(puzzle_ids)  # (B, puzzle_embed_dim)
+            prefix = F.pad(rows, (0, self.prefix_len * D - rows.shape[-1])).view(B, self.prefix_len, D)
         else:
             prefix = tokens.new_zeros(B, self.prefix_len, D)
         parts = [prefix.to(tokens.dtype), tokens]

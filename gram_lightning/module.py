@@ -22,6 +22,10 @@ from gram_lightning.selection import SELECTION_RULES, SelectionRule, select
 # over the command line, and these must stay settable per run.
 INFERENCE_ARGS = ("num_samples", "num_steps", "selection", "halt_at_inference", "test_noise_sigma", "inference_seed")
 
+class CheckpointMismatchError(ValueError):
+    """A checkpoint that does not fit the data it is asked to run on (e.g. ARC tasks it has no embedding for)."""
+
+
 SolutionChecker = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (inputs (B, L_in), preds (B, L_out)) -> (B,)
 
 
@@ -67,6 +71,9 @@ class GRAMModule(L.LightningModule):
         optimizer: Optimizer factory taking the parameters (the configs use AdamW, lr 1e-4,
             weight decay 1.0, betas (0.9, 0.95)).
         warmup_steps: Linear learning-rate warmup, then constant (TRM's schedule).
+        puzzle_embedding_lr: Learning rate of the per-puzzle embeddings' sign-SGD (TRM: 1e-2), with the same
+            warmup; only for nets with num_puzzle_ids > 0 (ARC).
+        puzzle_embedding_weight_decay: Decoupled weight decay of the puzzle embedding rows a step touches (TRM: 0.1).
         beta: Weight of the KL term (per task: Sudoku 0.1, N-Queens 8x8 0.07, ...).
         kl_balance: Dreamer KL balancing: share of the KL gradient that moves the prior.
         loss: Reconstruction loss: "stablemax" (TRM, float64) or "softmax" cross-entropy.
@@ -89,6 +96,8 @@ class GRAMModule(L.LightningModule):
         net: GRAM,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         warmup_steps: int = 2000,
+        puzzle_embedding_lr: float = 1e-2,
+        puzzle_embedding_weight_decay: float = 0.1,
         beta: float = 0.1,
         kl_balance: float = 0.8,
         loss: Literal["stablemax", "softmax"] = "stablemax",
@@ -120,6 +129,11 @@ class GRAMModule(L.LightningModule):
         self.net = net
         self.optimizer_factory = plain_optimizer_factory(optimizer)
         self.warmup_steps = warmup_steps
+        self.puzzle_embedding_lr, self.puzzle_embedding_weight_decay = puzzle_embedding_lr, puzzle_embedding_weight_decay
+        if net.puzzle_embed is not None:
+            # The table is updated identically on every rank (see puzzle_embedding.py): DDP must not broadcast
+            # its gigabytes from rank 0 at every forward.
+            self._ddp_params_and_buffers_to_ignore = ["net.puzzle_embed.weight"]
         self.beta, self.kl_balance, self.loss_kind = beta, kl_balance, loss
         self.halt_loss_weight, self.value_loss_weight = halt_loss_weight, value_loss_weight
         self.act, self.halt_exploration_prob = act, halt_exploration_prob
@@ -136,10 +150,10 @@ class GRAMModule(L.LightningModule):
         self.solution_checker: SolutionChecker | None = None
         self.canonical_output: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.count_conflicts: SolutionChecker | None = None
-        self.generation_metrics_factory: Callable[[], Any] | None = None
+        self.task_metric_factories: dict[str, Callable[[], Any] | None] = {}
         # A plain dict, not registered submodules: a generation metric's feature extractor (FID's MNIST
         # classifier) must stay out of the checkpoint and the optimizer.
-        self.generation_metrics: dict[str, Any] = {}
+        self.task_metrics: dict[tuple[str, str], Any] = {}
         self._compiled_step: Callable[..., StepOutput] | None = None
 
     # ---- set-up ----
@@ -155,28 +169,71 @@ class GRAMModule(L.LightningModule):
         self.solution_checker = getattr(datamodule, "check_solution", None)
         self.canonical_output = getattr(datamodule, "canonical_output", None)
         self.count_conflicts = getattr(datamodule, "conflict_edges", None)
-        # Unconditional tasks: metrics of the sampled set as a whole (validity / uniqueness, FID / IS), or None.
-        self.generation_metrics_factory = getattr(datamodule, "generation_metrics", None)
-        self.generation_metrics = {}
+        # Metrics of the evaluation as a whole, each a factory of torchmetrics objects (or None):
+        # - generation_metrics: of the chosen outputs as a set (unconditional tasks: validity / uniqueness, FID / IS);
+        # - voting_metrics: of all N samples of every input, pooled over the input's augmented copies (ARC pass@k).
+        self.task_metric_factories = {
+            kind: getattr(datamodule, kind, None) for kind in ("generation_metrics", "voting_metrics")
+        }
+        self.task_metrics = {}
+
+    def task_metric(self, kind: str, stage: str) -> Any | None:
+        """The task's `kind` metric ("generation_metrics", "voting_metrics") for `stage` ("val", "test"), built on
+        first use; None if the task has none."""
+        factory = self.task_metric_factories.get(kind)
+        if (kind, stage) not in self.task_metrics and factory is not None:
+            metric = factory()
+            self.task_metrics[kind, stage] = None if metric is None else metric.to(self.device)
+        return self.task_metrics.get((kind, stage))
 
     def generation_metric(self, stage: str) -> Any | None:
-        """The task's generation metrics for `stage` ("val", "test"), built on first use; None if it has none."""
-        if stage not in self.generation_metrics and self.generation_metrics_factory is not None:
-            metric = self.generation_metrics_factory()
-            self.generation_metrics[stage] = None if metric is None else metric.to(self.device)
-        return self.generation_metrics.get(stage)
+        return self.task_metric("generation_metrics", stage)
+
+    def voting_metric(self, stage: str) -> Any | None:
+        return self.task_metric("voting_metrics", stage)
 
     @property
     def reports_solve_metrics(self) -> bool:
         """Accuracy, coverage and the like mean nothing for an image generator (no checker, only metrics of the
         sampled set): those tasks log their generation metrics alone."""
-        return self.solution_checker is not None or self.generation_metrics_factory is None
+        return self.solution_checker is not None or self.task_metric_factories.get("generation_metrics") is None
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning restores the weights before the DataModule's state. The DataModule's check that the
+        # checkpoint knows its tasks (ARC's per-task embeddings) runs first here, so that a test on other tasks
+        # stops with that message rather than with torch's size mismatch of the embedding table.
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        state = checkpoint.get(type(datamodule).__qualname__) if datamodule is not None else None
+        try:
+            if state is not None:
+                datamodule.load_state_dict(state)
+        except ValueError as error:
+            raise CheckpointMismatchError(str(error)) from None
+        table = checkpoint.get("state_dict", {}).get("net.puzzle_embed.weight")
+        ours = self.net.puzzle_embed.weight if self.net.puzzle_embed is not None else None
+        if (table is None) != (ours is None) or (table is not None and table.shape != ours.shape):
+            shape = lambda t: "none" if t is None else f"{t.shape[0]:,} x {t.shape[1]}"  # noqa: E731
+            raise CheckpointMismatchError(
+                f"the checkpoint has puzzle embeddings {shape(table)}, this data and net need {shape(ours)} "
+                f"(tasks x num_variants): test with the data settings of the training run"
+            )
+
+    def lr_factor(self, step: int) -> float:
+        """Linear warmup to 1, then constant: the schedule of both the main optimizer and the puzzle embeddings."""
+        return min(1.0, (step + 1) / max(1, self.warmup_steps))
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())
-        warmup = max(1, self.warmup_steps)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: self.lr_factor(step))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # After backward (all micro-batches), before the main step: the sparse update of the puzzle embeddings.
+        embed = self.net.puzzle_embed
+        if embed is not None and embed.has_gradient:
+            lr = self.puzzle_embedding_lr * self.lr_factor(self.global_step)
+            embed.step(lr, self.puzzle_embedding_weight_decay)
+            self.log("train/puzzle_embedding_lr", lr)
 
     @property
     def step_fn(self) -> Callable[..., StepOutput]:
@@ -375,24 +432,38 @@ class GRAMModule(L.LightningModule):
 
     # ---- evaluation loops ----
 
-    def _update_generation_metric(self, stage: str, batch: dict[str, torch.Tensor], s: Samples) -> None:
-        metric = self.generation_metric(stage)
-        if metric is not None:
-            metric.update(batch, s.chosen)
+    def _update_task_metrics(self, stage: str, batch: dict[str, torch.Tensor], s: Samples) -> None:
+        generation, voting = self.generation_metric(stage), self.voting_metric(stage)
+        if generation is not None:
+            generation.update(batch, s.chosen)
+        if voting is not None:
+            voting.update(batch, s)
 
-    def _log_generation_metric(self, stage: str) -> None:
-        metric = self.generation_metric(stage)
-        if metric is not None:
-            self.log_dict({f"{stage}/{k}": v for k, v in metric.compute().items()})
-            metric.reset()
+    def _reset_task_metrics(self, stage: str) -> None:
+        # At the start of an epoch rather than its end, so that callbacks can still read the last results
+        # (the ARC predictions writer reads the ranked answers after `gram test`).
+        for kind in self.task_metric_factories:
+            metric = self.task_metric(kind, stage)
+            if metric is not None:
+                metric.reset()
+
+    def _log_task_metrics(self, stage: str) -> None:
+        for kind in self.task_metric_factories:
+            metric = self.task_metric(kind, stage)
+            if metric is not None:
+                values = metric.compute()
+                if "pass@2" in values:
+                    self.log(f"{stage}/pass@2", values.pop("pass@2"), prog_bar=stage == "val")
+                self.log_dict({f"{stage}/{k}": v for k, v in values.items()})
 
     def on_validation_epoch_start(self) -> None:
         self._enter_inference_rng()
+        self._reset_task_metrics("val")
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         s = self.sample(batch, self.val_num_samples, selection="vote")
         self.update_metrics(self.val_metrics, batch, s)
-        self._update_generation_metric("val", batch, s)
+        self._update_task_metrics("val", batch, s)
         if self.net.posterior is not None:
             # Posterior rollouts see the target; the gap to the prior's accuracy exposes the posterior shortcut.
             self.update_metrics(self.val_posterior_metrics, batch, self.sample(batch, 1, selection="first", posterior=True))
@@ -404,7 +475,7 @@ class GRAMModule(L.LightningModule):
             self.log("val/exact_acc", metrics.pop("val/exact_acc"), prog_bar=True)
             self.log_dict(metrics)
         self.val_metrics.reset()
-        self._log_generation_metric("val")
+        self._log_task_metrics("val")
         if self.net.posterior is not None:
             post = self.val_posterior_metrics.compute()
             self.log_dict({"val/exact_acc_posterior": post["exact_acc"], "val/token_acc_posterior": post["token_acc"]})
@@ -412,18 +483,19 @@ class GRAMModule(L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self._enter_inference_rng()
+        self._reset_task_metrics("test")
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         s = self.sample(batch, self.num_samples, self.num_steps, self.selection)
         self.update_metrics(self.test_metrics, batch, s)
-        self._update_generation_metric("test", batch, s)
+        self._update_task_metrics("test", batch, s)
 
     def on_test_epoch_end(self) -> None:
         self._exit_inference_rng()
         if self.reports_solve_metrics:
             self.log_dict({f"test/{k}": v for k, v in self.test_metrics.compute().items()})
         self.test_metrics.reset()
-        self._log_generation_metric("test")
+        self._log_task_metrics("test")
 
     def on_predict_epoch_start(self) -> None:
         self._enter_inference_rng()
