@@ -1,10 +1,12 @@
-"""Training and inference throughput of the GRAM core at the Sudoku shapes.
+"""Training and inference throughput of the GRAM core at the Sudoku and ARC shapes.
 
 One training step = one supervision step (T transitions, the last with gradients) + losses + backward
-+ AdamW, exactly what GRAMModule.training_step runs. Inference = puzzles per second for a full
-N_sup-step rollout from the prior at width N (N trajectories per puzzle in one batch).
++ AdamW (+ the puzzle embeddings' sparse sign-SGD at the ARC shapes), what GRAMModule.training_step runs.
+Inference = puzzles per second for a full N_sup-step rollout from the prior at width N (N trajectories per
+puzzle in one batch).
 
-    python benchmarks/throughput.py                       # paper shapes (batch 768, D 512), needs a GPU
+    python benchmarks/throughput.py                       # paper Sudoku shapes (batch 768, D 512), needs a GPU
+    python benchmarks/throughput.py --preset arc --cores attention   # ARC: 900 + 16 tokens, 800k puzzle ids
     python benchmarks/throughput.py --preset cpu-small    # what a 2-core CPU can run in a minute
 
 Prints a markdown table and writes benchmarks/results/throughput-<device>-<preset>.json.
@@ -24,17 +26,30 @@ import torch
 from gram_lightning import losses
 from gram_lightning.model import GRAM
 
+SUDOKU = dict(vocab=11, seq_len=81, puzzle_ids=0)
+# ARC-AGI-1 with 1000 variants: 800 tasks x 1000 puzzle embeddings of width D in the prefix.
+ARC = dict(vocab=12, seq_len=900, puzzle_ids=800_000)
 PRESETS = {
     # The paper's Sudoku shapes (spec section 5): batch 768, 81 + 16 tokens, D 512, 2 layers, T 3, K 6.
-    "paper": dict(batch=768, hidden=512, heads=8, T=3, K=6, N_sup=16, puzzles=1000, warmup=5, iters=20),
-    "cpu-small": dict(batch=16, hidden=64, heads=4, T=3, K=6, N_sup=16, puzzles=8, warmup=1, iters=5),
+    "paper": dict(SUDOKU, batch=768, hidden=512, heads=8, T=3, K=6, N_sup=16, puzzles=1000, warmup=5, iters=20),
+    "cpu-small": dict(SUDOKU, batch=16, hidden=64, heads=4, T=3, K=6, N_sup=16, puzzles=8, warmup=1, iters=5),
+    # The paper's ARC shapes: batch 768, 900 + 16 tokens, D 512, T 3, K 4.
+    "arc": dict(ARC, batch=768, hidden=512, heads=8, T=3, K=4, N_sup=16, puzzles=256, warmup=3, iters=10),
+    "arc-cpu-small": dict(ARC, puzzle_ids=8000, batch=2, hidden=64, heads=4, T=3, K=4, N_sup=2, puzzles=2, warmup=1, iters=2),
 }
 
 
 def build_net(core: str, noise: str, cfg: dict, device: torch.device) -> GRAM:
-    return GRAM(vocab_size=11, seq_len=81, puzzle_prefix_len=16, hidden_size=cfg["hidden"], num_heads=cfg["heads"],
-                core=core, pos_encoding="none" if core == "mlp_t" else "rope", T=cfg["T"], K=cfg["K"],
-                N_sup=cfg["N_sup"], noise=noise).to(device)
+    return GRAM(vocab_size=cfg["vocab"], seq_len=cfg["seq_len"], num_puzzle_ids=cfg["puzzle_ids"], puzzle_prefix_len=16,
+                hidden_size=cfg["hidden"], num_heads=cfg["heads"], core=core,
+                pos_encoding="none" if core == "mlp_t" else "rope", T=cfg["T"], K=cfg["K"], N_sup=cfg["N_sup"],
+                noise=noise).to(device)
+
+
+def random_batch(cfg: dict, rows: int, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    inputs = torch.randint(1, cfg["vocab"], (rows, cfg["seq_len"]), device=device)
+    puzzle_ids = torch.randint(cfg["puzzle_ids"], (rows,), device=device) if cfg["puzzle_ids"] else None
+    return inputs, puzzle_ids
 
 
 def sync(device: torch.device) -> None:
@@ -45,8 +60,8 @@ def sync(device: torch.device) -> None:
 def time_training(net: GRAM, cfg: dict, device, autocast, compile_step: bool) -> float:
     """Seconds per training supervision step."""
     B = cfg["batch"]
-    inputs = torch.randint(1, 11, (B, 81), device=device)
-    labels = torch.randint(2, 11, (B, 81), device=device)
+    inputs, puzzle_ids = random_batch(cfg, B, device)
+    labels = torch.randint(2, cfg["vocab"], (B, cfg["seq_len"]), device=device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4, weight_decay=1.0, betas=(0.9, 0.95), fused=device.type == "cuda")
     step_fn = torch.compile(net.supervision_step) if compile_step else net.supervision_step
     h, l = (t.clone() for t in net.initial_state(B))
@@ -55,7 +70,7 @@ def time_training(net: GRAM, cfg: dict, device, autocast, compile_step: bool) ->
     def one_step():
         nonlocal h, l
         with autocast:
-            e = net.embed_input(inputs)
+            e = net.embed_input(inputs, puzzle_ids)
             context = net.embed_target(labels) if posterior else None
             out = step_fn(h, l, e, "posterior" if posterior else "prior", context)
             loss = losses.mean_over_tokens(losses.token_cross_entropy(out.logits, labels), labels).mean()
@@ -64,6 +79,8 @@ def time_training(net: GRAM, cfg: dict, device, autocast, compile_step: bool) ->
             loss = loss + 0.5 * losses.halt_loss(out.halt_logits, torch.zeros_like(out.halt_logits)).mean()
             loss = loss + 0.5 * losses.value_loss(out.value, torch.zeros_like(out.value)).mean()
         loss.backward()
+        if net.puzzle_embed is not None:
+            net.puzzle_embed.step(lr=1e-2, weight_decay=0.1)
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -85,13 +102,13 @@ def time_inference(net: GRAM, cfg: dict, width: int, device, autocast, compile_s
     step_fn = torch.compile(net.supervision_step) if compile_step else net.supervision_step
     puzzles = cfg["puzzles"]
     chunk = max(1, min(puzzles, (cfg["batch"] * 4) // width))  # trajectories per forward pass ~ 4x the train batch
-    inputs = torch.randint(1, 11, (chunk * width, 81), device=device)
+    inputs, puzzle_ids = random_batch(cfg, chunk * width, device)
 
     def run():
         done = 0
         while done < puzzles:
             with autocast:
-                *_, out = net.rollout(inputs, cfg["N_sup"], step_fn=step_fn)
+                *_, out = net.rollout(inputs, cfg["N_sup"], puzzle_ids, step_fn=step_fn)
                 out.logits.argmax(-1)
             done += chunk
 

@@ -76,3 +76,26 @@ def test_training_moves_the_table_outside_the_optimizer_and_checkpoints_it(tmp_p
     trainer.save_checkpoint(tmp_path / "c.ckpt")
     state = torch.load(tmp_path / "c.ckpt", weights_only=True)["state_dict"]
     assert torch.equal(state["net.puzzle_embed.weight"], table)
+
+
+def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    embed = PuzzleEmbedding(6, 3)
+    ids = torch.tensor([rank, 4])  # row 4 on both ranks, rows 0 / 1 on one each
+    (embed(ids) * (1.0 if rank == 0 else -3.0)).sum().backward()
+    embed.step(lr=0.1, weight_decay=0.0)
+    torch.save(embed.weight, f"{out_dir}/table{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_ddp_ranks_apply_every_ranks_rows_and_stay_equal(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    t0, t1 = (torch.load(tmp_path / f"table{r}.pt") for r in range(2))
+    assert torch.equal(t0, t1)
+    assert torch.allclose(t0[0], torch.full((3,), -0.1)) and torch.allclose(t0[1], torch.full((3,), 0.1))
+    assert torch.allclose(t0[4], torch.full((3,), 0.1))  # gradients summed over ranks: 1 - 3 < 0
+    assert t0[[2, 3, 5]].abs().sum() == 0
