@@ -3,6 +3,8 @@ and a submission; a test on tasks the checkpoint never saw stops with a message 
 
 import json
 
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
 from test_arc_data import tiny_task_dirs, write_task
 from test_cli import ROOT, run_gram
 
@@ -26,6 +28,11 @@ def test_fit_then_test_writes_pass_at_k_and_the_voted_answers(tmp_path):
     assert fit.returncode == 0, fit.stderr[-3000:]
     run_dir = tmp_path / "logs" / "arc_smoke" / "version_0"
     ckpt = run_dir / "checkpoints" / "last.ckpt"
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    assert {"val/pass@2", "val/pass@1", "val/exact_acc", "train/puzzle_embedding_lr"} <= set(events.Tags()["scalars"])
+    assert len(events.Scalars("val/pass@2")) == 2  # the pass@2 curve: one point per validation
+    assert "val/samples" in events.Tags()["images"]
     common = ["--config", str(run_dir / "config.yaml"), "--ckpt_path", str(ckpt),
               "--trainer.logger.init_args.save_dir", str(tmp_path / "logs")]
     test = run_gram("test", *common, cwd=tmp_path)
