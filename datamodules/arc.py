@@ -332,12 +332,12 @@ class ARCDataModule(PuzzleDataModule):
             tasks += load_task_dir(folder, evaluation=True)
         if not any(t.evaluation for t in tasks):
             raise ValueError("ARCDataModule: no evaluation tasks: set `version` or give `eval_dirs`")
-        seen: dict[str, ARCTask] = {}
+        seen: set[str] = set()
         for task in tasks:
             if task.name in seen:
                 raise ValueError(f"ARCDataModule: task {task.name!r} appears twice; task names must be unique "
                                  f"(its puzzle embedding is found by name)")
-            seen[task.name] = task
+            seen.add(task.name)
         return tasks
 
     # -- building ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from gram_lightning.selection import SELECTION_RULES, SelectionRule, select
 # over the command line, and these must stay settable per run.
 INFERENCE_ARGS = ("num_samples", "num_steps", "selection", "halt_at_inference", "test_noise_sigma", "inference_seed")
 
+
 class CheckpointMismatchError(ValueError):
     """A checkpoint that does not fit the data it is asked to run on (e.g. ARC tasks it has no embedding for)."""
 
@@ -442,9 +443,9 @@ class GRAMModule(L.LightningModule):
     def _reset_task_metrics(self, stage: str) -> None:
         # At the start of an epoch rather than its end, so that callbacks can still read the last results
         # (the ARC predictions writer reads the ranked answers after `gram test`).
-        for kind in self.task_metric_factories:
-            metric = self.task_metric(kind, stage)
-            if metric is not None:
+        # Only metrics built already: a metric built now is empty, and building one may be costly (FID's classifier).
+        for (_, metric_stage), metric in self.task_metrics.items():
+            if metric_stage == stage and metric is not None:
                 metric.reset()
 
     def _log_task_metrics(self, stage: str) -> None:

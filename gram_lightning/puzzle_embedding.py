@@ -38,8 +38,9 @@ class PuzzleEmbedding(nn.Module):
         """ids (B,) -> rows (B, dim); in training the rows' gradient is kept for `step`."""
         if ids.dtype not in (torch.int32, torch.int64):
             raise ValueError(f"puzzle_ids must be integers, got {ids.dtype}")
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.num_ids):
-            bad = ids[(ids < 0) | (ids >= self.num_ids)][0].item()
+        out_of_range = (ids < 0) | (ids >= self.num_ids)
+        if out_of_range.any():  # one host sync per call, on every forward of training and sampling
+            bad = ids[out_of_range][0].item()
             raise ValueError(
                 f"puzzle id {bad} is outside the model's {self.num_ids} puzzle embeddings: the data has more "
                 f"tasks or variants than the checkpoint was trained with"
