@@ -340,6 +340,7 @@ class GRAM(nn.Module):
         source: NoiseSource = "prior",
         target_context: torch.Tensor | None = None,
         test_sigma: float = 0.0,
+        prior_draw_grad: bool = False,
     ) -> StepOutput:
         """T transitions from (h, l); gradients flow through the last one only (the rest run under no_grad).
 
@@ -359,8 +360,10 @@ class GRAM(nn.Module):
         # The posterior sees the target, so its prediction is almost always right: heads trained on it learn
         # "always right, halt now" (training halted after ~1.1 steps) and rank prior samples no better than
         # chance. They judge a prior draw at the same point instead, the kind of state they see at inference.
-        with torch.no_grad():
-            judged = redo_with(self.draw(noise.prior).to(h.dtype))
+        # With `prior_draw_grad` its decoding keeps the graph into the core (not into the prior: the draw is
+        # detached, the prior learns from the KL alone), for the module's prior-draw reconstruction term.
+        with torch.set_grad_enabled(prior_draw_grad and torch.is_grad_enabled()):
+            judged = redo_with(self.draw(noise.prior).detach().to(h.dtype))
             judged_logits = self.decode(judged)
         return StepOutput(h, l, logits, *self.judge(judged), noise, judged_logits)
 

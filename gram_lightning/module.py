@@ -77,6 +77,10 @@ class GRAMModule(L.LightningModule):
         puzzle_embedding_weight_decay: Decoupled weight decay of the puzzle embedding rows a step touches (TRM: 0.1).
         beta: Weight of the KL term (per task: Sudoku 0.1, N-Queens 8x8 0.07, ...).
         kl_balance: Dreamer KL balancing: share of the KL gradient that moves the prior.
+        prior_ce_weight: Weight of a second reconstruction term, decoded from a prior draw at the last transition
+            instead of the posterior's (the hybrid CVAE + GSNN objective of Sohn et al., 2015). It makes the core
+            finish from the noise it meets at inference rather than lean on the posterior's guidance (the
+            posterior shortcut); 0 is the plain ELBO. The prior itself still learns from the KL alone.
         loss: Reconstruction loss: "stablemax" (TRM, float64) or "softmax" cross-entropy.
         halt_loss_weight: Weight of the halt head's BCE on "the prediction is entirely right".
         value_loss_weight: Weight of the value head's (LPRM) squared error on token accuracy.
@@ -101,6 +105,7 @@ class GRAMModule(L.LightningModule):
         puzzle_embedding_weight_decay: float = 0.1,
         beta: float = 0.1,
         kl_balance: float = 0.8,
+        prior_ce_weight: float = 0.0,
         loss: Literal["stablemax", "softmax"] = "stablemax",
         halt_loss_weight: float = 0.5,
         value_loss_weight: float = 0.5,
@@ -120,6 +125,10 @@ class GRAMModule(L.LightningModule):
             raise ValueError(f"selection must be one of {SELECTION_RULES}, got {selection!r}")
         if num_samples < 1 or val_num_samples < 1:
             raise ValueError("num_samples and val_num_samples must be >= 1")
+        if prior_ce_weight < 0:
+            raise ValueError(f"prior_ce_weight must be >= 0, got {prior_ce_weight}")
+        if prior_ce_weight > 0 and net.noise_mode not in ("learned", "mean_only"):
+            raise ValueError("prior_ce_weight needs a learned prior and posterior (net noise='learned' or 'mean_only')")
         if test_noise_sigma > 0 and net.noise_mode != "none":
             raise ValueError("test_noise_sigma (PTRM) applies to a deterministic net: set net noise='none'")
         # Under the CLI the hyperparameters are the parsed config (net and optimizer as class_path/init_args).
@@ -136,6 +145,7 @@ class GRAMModule(L.LightningModule):
             # its gigabytes from rank 0 at every forward.
             self._ddp_params_and_buffers_to_ignore = ["net.puzzle_embed.weight"]
         self.beta, self.kl_balance, self.loss_kind = beta, kl_balance, loss
+        self.prior_ce_weight = prior_ce_weight
         self.halt_loss_weight, self.value_loss_weight = halt_loss_weight, value_loss_weight
         self.act, self.halt_exploration_prob = act, halt_exploration_prob
         self.compile_step = compile
@@ -309,7 +319,7 @@ class GRAMModule(L.LightningModule):
         e = self.net.embed_input(c.batch["inputs"], c.batch.get("puzzle_ids"))
         posterior = self.net.posterior is not None
         context = self.net.embed_target(labels) if posterior else None
-        out = self.step_fn(c.h, c.l, e, "posterior" if posterior else "prior", context)
+        out = self.step_fn(c.h, c.l, e, "posterior" if posterior else "prior", context, prior_draw_grad=self.prior_ce_weight > 0)
         terms = self._loss_terms(out, c.batch["inputs"], labels)
 
         with torch.no_grad():
@@ -335,6 +345,9 @@ class GRAMModule(L.LightningModule):
                 judged_correct = judged_correct | self.solution_checker(inputs, judged_preds)
                 judged_acc = torch.where(judged_correct, 1.0, judged_acc)
         ce = losses.mean_over_tokens(losses.token_cross_entropy(out.logits, labels, self.loss_kind), labels).mean()
+        ce_prior = ce.new_zeros(())
+        if self.prior_ce_weight > 0 and out.judged_logits is not None:
+            ce_prior = losses.mean_over_tokens(losses.token_cross_entropy(out.judged_logits, labels, self.loss_kind), labels).mean()
         kl = ce.new_zeros(())
         noise = out.noise
         if noise is not None and noise.posterior is not None:
@@ -344,11 +357,13 @@ class GRAMModule(L.LightningModule):
                 kl = losses.balanced_kl(noise.posterior, noise.prior, self.kl_balance).mean()
         halt = losses.halt_loss(out.halt_logits, judged_correct).mean()
         value = losses.value_loss(out.value, judged_acc).mean()
-        loss = ce + self.beta * kl + self.halt_loss_weight * halt + self.value_loss_weight * value
+        loss = ce + self.prior_ce_weight * ce_prior + self.beta * kl + self.halt_loss_weight * halt + self.value_loss_weight * value
         terms = {"loss": loss, "ce": ce, "kl": kl, "halt_loss": halt, "value_loss": value,
                  "exact_acc_posterior": seq_correct.float().mean(), "token_acc_posterior": token_acc.mean()}
         if out.judged_logits is not None:
             terms["exact_acc_prior_draw"] = judged_correct.float().mean()
+        if self.prior_ce_weight > 0:
+            terms["ce_prior_draw"] = ce_prior
         return terms
 
     @staticmethod

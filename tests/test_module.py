@@ -106,3 +106,27 @@ def test_head_targets_count_a_valid_non_label_answer_as_right():
     assert module._loss_terms(out, labels, labels)["value_loss"] == pytest.approx(0.2**2)
     module.solution_checker = lambda inputs, preds: (preds == 3).all(-1)
     assert module._loss_terms(out, labels, labels)["value_loss"] == pytest.approx((0.8**2 + 0.2**2) / 2)
+
+
+def test_prior_draw_reconstruction_trains_the_core_not_the_prior():
+    net = tiny_net()
+    module = GRAMModule(net, prior_ce_weight=1.0)
+    batch = {"inputs": torch.ones(4, 16, dtype=torch.long), "labels": torch.full((4, 16), 2)}
+    out = net.supervision_step(*net.initial_state(4), net.embed_input(batch["inputs"]), "posterior",
+                               net.embed_target(batch["labels"]), prior_draw_grad=True)
+    terms = module._loss_terms(out, batch["inputs"], batch["labels"])
+    assert terms["ce_prior_draw"] > 0
+    terms["ce_prior_draw"].backward()
+    assert net.decoder.weight.grad.abs().sum() > 0 and any(p.grad is not None for p in net.f_H.parameters())
+    assert all(p.grad is None for p in net.prior.parameters())  # the draw is detached: the prior learns from the KL
+    # Off (the default), the prior draw only feeds the heads and carries no graph.
+    out = net.supervision_step(*net.initial_state(4), net.embed_input(batch["inputs"]), "posterior", net.embed_target(batch["labels"]))
+    assert not out.judged_logits.requires_grad
+    assert "ce_prior_draw" not in GRAMModule(tiny_net())._loss_terms(out, batch["inputs"], batch["labels"])
+
+
+def test_prior_draw_reconstruction_trains_and_needs_a_learned_prior():
+    trainer = _fit(GRAMModule(tiny_net(), warmup_steps=1, prior_ce_weight=0.5))
+    assert torch.isfinite(trainer.callback_metrics["train/ce_prior_draw"])
+    with pytest.raises(ValueError, match="prior_ce_weight"):
+        GRAMModule(tiny_net(noise="none"), prior_ce_weight=0.5)
