@@ -344,10 +344,12 @@ class GRAMModule(L.LightningModule):
                 # On a puzzle with several solutions, a valid answer other than the label is right too.
                 judged_correct = judged_correct | self.solution_checker(inputs, judged_preds)
                 judged_acc = torch.where(judged_correct, 1.0, judged_acc)
-        ce = losses.mean_over_tokens(losses.token_cross_entropy(out.logits, labels, self.loss_kind), labels).mean()
+        reconstruction = lambda logits: losses.mean_over_tokens(  # noqa: E731
+            losses.token_cross_entropy(logits, labels, self.loss_kind), labels).mean()
+        ce = reconstruction(out.logits)
         ce_prior = ce.new_zeros(())
         if self.prior_ce_weight > 0 and out.judged_logits is not None:
-            ce_prior = losses.mean_over_tokens(losses.token_cross_entropy(out.judged_logits, labels, self.loss_kind), labels).mean()
+            ce_prior = reconstruction(out.judged_logits)
         kl = ce.new_zeros(())
         noise = out.noise
         if noise is not None and noise.posterior is not None:
