@@ -321,6 +321,7 @@ class ARCDataModule(PuzzleDataModule):
 
         self.splits: dict[str, ARCExamples] = {}
         self.data: ARCData | None = None
+        self._digest_of: tuple[ARCData, str] | None = None  # the variants digest of `data`, computed once
         self.groups: list[tuple[int, int]] = []  # (task index, test index) of each group
 
     @staticmethod
@@ -433,7 +434,18 @@ class ARCDataModule(PuzzleDataModule):
             self.setup()
         assert self.data is not None
         return {"task_names": [t.name for t in self.tasks], "num_variants": self.num_variants,
-                "variants_digest": _variants_digest(self.data.variants)}
+                "variants_digest": self.variants_digest()}
+
+    def variants_digest(self) -> str:
+        """A digest of the variant table, hashed once per set-up: every checkpoint save and load reads it (about a
+        second for ARC-AGI-1's 730,000 variants), and a test run loads the DataModule's state twice (see
+        GRAMModule.on_load_checkpoint)."""
+        if self.data is None:
+            self.setup()
+        assert self.data is not None
+        if self._digest_of is None or self._digest_of[0] is not self.data:
+            self._digest_of = (self.data, _variants_digest(self.data.variants))
+        return self._digest_of[1]
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Check that the checkpoint's puzzle embeddings are those of this data: same tasks, same variants."""
@@ -452,7 +464,7 @@ class ARCDataModule(PuzzleDataModule):
                 "the checkpoint's puzzle embeddings were trained on these tasks in another order or with another "
                 f"num_variants ({state.get('num_variants')} vs {self.num_variants}); test with the training run's data settings"
             )
-        if state.get("variants_digest") != _variants_digest(self.data.variants):
+        if state.get("variants_digest") != self.variants_digest():
             raise ValueError("the checkpoint's puzzle embeddings were trained with other augmentation variants "
                              "(another seed or data version); test with the training run's data settings")
 

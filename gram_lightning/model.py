@@ -66,6 +66,8 @@ class StepOutput:
     value: torch.Tensor  # (B,) LPRM's predicted token accuracy of the judged prediction, in [0, 1]
     noise: TransitionNoise | None  # the last transition's noise; None when noise is off
     judged_logits: torch.Tensor | None = None  # (B, L_out, V) what the halt / value heads judged; None: `logits`
+    judged_h: torch.Tensor | None = None  # (B, L_total, D) the prior draw's state behind judged_logits; None: `h`
+    judged_l: torch.Tensor | None = None  # (B, L_total, D) its low-level state (differs only with noise_on="l")
 
 
 class GaussianHead(nn.Module):
@@ -312,17 +314,18 @@ class GRAM(nn.Module):
         return h, l, noise
 
     def _transition(self, h, l, input_embedding, source, target_context, test_sigma):
-        """Also returns a function that redoes the transition's end with another eps (for the heads)."""
+        """Also returns a function that redoes the transition's end with another eps: eps -> (h', l')."""
         h_in = h
         l = self.low_level(h, l, input_embedding)
         if self.noise_on == "l":
             noise = self.sample_noise(l, source, target_context, test_sigma)
             l_det = l
             l = l if noise is None else l + noise.eps
-            return self.high_level(h_in, l, input_embedding), l, noise, lambda eps: self.high_level(h_in, l_det + eps, input_embedding)
+            return (self.high_level(h_in, l, input_embedding), l, noise,
+                    lambda eps: (self.high_level(h_in, l_det + eps, input_embedding), l_det + eps))
         u = self.high_level(h_in, l, input_embedding)
         noise = self.sample_noise(u, source, target_context, test_sigma)
-        return (u if noise is None else u + noise.eps), l, noise, lambda eps: u + eps
+        return (u if noise is None else u + noise.eps), l, noise, lambda eps: (u + eps, l)
 
     def judge(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Halt logit and value (LPRM) of the prediction decoded from h, each (B,)."""
@@ -363,9 +366,9 @@ class GRAM(nn.Module):
         # With `prior_draw_grad` its decoding keeps the graph into the core (not into the prior: the draw is
         # detached, the prior learns from the KL alone), for the module's prior-draw reconstruction term.
         with torch.set_grad_enabled(prior_draw_grad and torch.is_grad_enabled()):
-            judged = redo_with(self.draw(noise.prior).detach().to(h.dtype))
-            judged_logits = self.decode(judged)
-        return StepOutput(h, l, logits, *self.judge(judged), noise, judged_logits)
+            judged_h, judged_l = redo_with(self.draw(noise.prior).detach().to(h.dtype))
+            judged_logits = self.decode(judged_h)
+        return StepOutput(h, l, logits, *self.judge(judged_h), noise, judged_logits, judged_h, judged_l)
 
     @torch.no_grad()
     def rollout(

@@ -81,6 +81,12 @@ class GRAMModule(L.LightningModule):
             instead of the posterior's (the hybrid CVAE + GSNN objective of Sohn et al., 2015). It makes the core
             finish from the noise it meets at inference rather than lean on the posterior's guidance (the
             posterior shortcut); 0 is the plain ELBO. The prior itself still learns from the KL alone.
+        carry: The state a training row's next supervision step starts from. "posterior": the posterior-guided
+            state the loss was taken on (the trajectory of the ELBO). "prior_draw": the prior draw at the same
+            transition, the state the heads judge. With it every step's rollout runs on the prior, as at
+            inference, and the posterior guides one transition per step: target information it passes lasts
+            one step and is paid for in KL at every step, not once for the rest of the trajectory. Each step's
+            loss is then the one-transition ELBO of log p(y | a prior rollout's state). Needs a learned prior.
         loss: Reconstruction loss: "stablemax" (TRM, float64) or "softmax" cross-entropy.
         halt_loss_weight: Weight of the halt head's BCE on "the prediction is entirely right".
         value_loss_weight: Weight of the value head's (LPRM) squared error on token accuracy.
@@ -106,6 +112,7 @@ class GRAMModule(L.LightningModule):
         beta: float = 0.1,
         kl_balance: float = 0.8,
         prior_ce_weight: float = 0.0,
+        carry: Literal["posterior", "prior_draw"] = "posterior",
         loss: Literal["stablemax", "softmax"] = "stablemax",
         halt_loss_weight: float = 0.5,
         value_loss_weight: float = 0.5,
@@ -129,6 +136,10 @@ class GRAMModule(L.LightningModule):
             raise ValueError(f"prior_ce_weight must be >= 0, got {prior_ce_weight}")
         if prior_ce_weight > 0 and net.noise_mode not in ("learned", "mean_only"):
             raise ValueError("prior_ce_weight needs a learned prior and posterior (net noise='learned' or 'mean_only')")
+        if carry not in ("posterior", "prior_draw"):
+            raise ValueError(f"carry must be 'posterior' or 'prior_draw', got {carry!r}")
+        if carry == "prior_draw" and net.noise_mode not in ("learned", "mean_only"):
+            raise ValueError("carry='prior_draw' needs a learned prior and posterior (net noise='learned' or 'mean_only')")
         if test_noise_sigma > 0 and net.noise_mode != "none":
             raise ValueError("test_noise_sigma (PTRM) applies to a deterministic net: set net noise='none'")
         # Under the CLI the hyperparameters are the parsed config (net and optimizer as class_path/init_args).
@@ -145,7 +156,7 @@ class GRAMModule(L.LightningModule):
             # its gigabytes from rank 0 at every forward.
             self._ddp_params_and_buffers_to_ignore = ["net.puzzle_embed.weight"]
         self.beta, self.kl_balance, self.loss_kind = beta, kl_balance, loss
-        self.prior_ce_weight = prior_ce_weight
+        self.prior_ce_weight, self.carry_kind = prior_ce_weight, carry
         self.halt_loss_weight, self.value_loss_weight = halt_loss_weight, value_loss_weight
         self.act, self.halt_exploration_prob = act, halt_exploration_prob
         self.compile_step = compile
@@ -323,7 +334,9 @@ class GRAMModule(L.LightningModule):
         terms = self._loss_terms(out, c.batch["inputs"], labels)
 
         with torch.no_grad():
-            c.h, c.l = out.h.detach(), out.l.detach()
+            carry_prior_draw = self.carry_kind == "prior_draw" and out.judged_h is not None
+            c.h, c.l = (out.judged_h, out.judged_l) if carry_prior_draw else (out.h, out.l)
+            c.h, c.l = c.h.detach(), c.l.detach()
             c.steps = c.steps + 1
             c.halted = self._halt_decision(out, c.steps)
             logs = {f"train/{k}": v.detach() for k, v in terms.items()}

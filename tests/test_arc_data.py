@@ -177,6 +177,21 @@ def test_checkpoint_state_rejects_unknown_tasks(tmp_path):
         tiny_dm(tmp_path, num_variants=3, num_val_variants=1).load_state_dict(state)
 
 
+def test_variants_digest_is_hashed_once_per_setup(tmp_path, monkeypatch):
+    import datamodules.arc as arc
+
+    calls = []
+    real = arc._variants_digest
+    monkeypatch.setattr(arc, "_variants_digest", lambda variants: calls.append(1) or real(variants))
+    dm = tiny_dm(tmp_path)
+    state = dm.state_dict()
+    dm.load_state_dict(state)
+    dm.load_state_dict(state)  # a test run loads the state twice (GRAMModule.on_load_checkpoint, then Lightning)
+    assert len(calls) == 1
+    dm.setup("test")  # set up once: the same data, the same digest
+    assert dm.state_dict() == state and len(calls) == 1
+
+
 def test_voting_metric_scores_right_answers(tmp_path):
     dm = tiny_dm(tmp_path)
     metric = dm.voting_metrics()

@@ -130,3 +130,38 @@ def test_prior_draw_reconstruction_trains_and_needs_a_learned_prior():
     assert torch.isfinite(trainer.callback_metrics["train/ce_prior_draw"])
     with pytest.raises(ValueError, match="prior_ce_weight"):
         GRAMModule(tiny_net(noise="none"), prior_ce_weight=0.5)
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to .self.log")  # a training_step called without a Trainer
+@pytest.mark.parametrize("noise_on", ["h", "l"])
+def test_prior_draw_carry_continues_from_the_state_the_heads_judged(noise_on):
+    batch = {"inputs": torch.ones(4, 16, dtype=torch.long), "labels": torch.full((4, 16), 2)}
+    carried = {}
+    for carry in ("posterior", "prior_draw"):
+        module = GRAMModule(tiny_net(noise_on=noise_on), act=False, carry=carry)
+        outputs = []
+        module.net.supervision_step = _recording(module.net.supervision_step, outputs)
+        torch.manual_seed(0)
+        module.training_step(batch, 0)
+        out = outputs[0]
+        expected = (out.judged_h, out.judged_l) if carry == "prior_draw" else (out.h, out.l)
+        assert torch.equal(module.carry.h, expected[0]) and torch.equal(module.carry.l, expected[1])
+        carried[carry] = module.carry.h
+    # Same seed, same step: the two carries differ only in which eps the transition ended with.
+    assert not torch.allclose(carried["posterior"], carried["prior_draw"])
+
+
+def _recording(step, outputs):
+    def wrapped(*args, **kwargs):
+        outputs.append(step(*args, **kwargs))
+        return outputs[-1]
+    return wrapped
+
+
+def test_prior_draw_carry_trains_and_needs_a_learned_prior():
+    trainer = _fit(GRAMModule(tiny_net(), warmup_steps=1, carry="prior_draw"))
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+    with pytest.raises(ValueError, match="carry='prior_draw' needs a learned prior"):
+        GRAMModule(tiny_net(noise="none"), carry="prior_draw")
+    with pytest.raises(ValueError, match="carry must be"):
+        GRAMModule(tiny_net(), carry="prior")
