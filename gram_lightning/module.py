@@ -76,6 +76,9 @@ class GRAMModule(L.LightningModule):
             warmup; only for nets with num_puzzle_ids > 0 (ARC).
         puzzle_embedding_weight_decay: Decoupled weight decay of the puzzle embedding rows a step touches (TRM: 0.1).
         beta: Weight of the KL term (per task: Sudoku 0.1, N-Queens 8x8 0.07, ...).
+        beta_start: KL weight at step 0, moved geometrically to `beta` over `beta_anneal_steps` (a high start keeps
+            the posterior from passing the answer while the core learns to solve); None: `beta` throughout.
+        beta_anneal_steps: Optimizer steps of that schedule; `beta` from then on.
         kl_balance: Dreamer KL balancing: share of the KL gradient that moves the prior.
         prior_ce_weight: Weight of a second reconstruction term, decoded from a prior draw at the last transition
             instead of the posterior's (the hybrid CVAE + GSNN objective of Sohn et al., 2015). It makes the core
@@ -110,6 +113,8 @@ class GRAMModule(L.LightningModule):
         puzzle_embedding_lr: float = 1e-2,
         puzzle_embedding_weight_decay: float = 0.1,
         beta: float = 0.1,
+        beta_start: float | None = None,
+        beta_anneal_steps: int = 0,
         kl_balance: float = 0.8,
         prior_ce_weight: float = 0.0,
         carry: Literal["posterior", "prior_draw"] = "posterior",
@@ -136,6 +141,10 @@ class GRAMModule(L.LightningModule):
             raise ValueError(f"prior_ce_weight must be >= 0, got {prior_ce_weight}")
         if prior_ce_weight > 0 and net.noise_mode not in ("learned", "mean_only"):
             raise ValueError("prior_ce_weight needs a learned prior and posterior (net noise='learned' or 'mean_only')")
+        if beta < 0 or (beta_start is not None and (beta_start <= 0 or beta <= 0)):
+            raise ValueError(f"beta must be >= 0, and > 0 with beta_start > 0 for the geometric schedule; got beta {beta}, beta_start {beta_start}")
+        if beta_anneal_steps < 0:
+            raise ValueError(f"beta_anneal_steps must be >= 0, got {beta_anneal_steps}")
         if carry not in ("posterior", "prior_draw"):
             raise ValueError(f"carry must be 'posterior' or 'prior_draw', got {carry!r}")
         if carry == "prior_draw" and net.noise_mode not in ("learned", "mean_only"):
@@ -156,6 +165,7 @@ class GRAMModule(L.LightningModule):
             # its gigabytes from rank 0 at every forward.
             self._ddp_params_and_buffers_to_ignore = ["net.puzzle_embed.weight"]
         self.beta, self.kl_balance, self.loss_kind = beta, kl_balance, loss
+        self.beta_start, self.beta_anneal_steps = beta_start, beta_anneal_steps
         self.prior_ce_weight, self.carry_kind = prior_ce_weight, carry
         self.halt_loss_weight, self.value_loss_weight = halt_loss_weight, value_loss_weight
         self.act, self.halt_exploration_prob = act, halt_exploration_prob
@@ -243,6 +253,12 @@ class GRAMModule(L.LightningModule):
     def lr_factor(self, step: int) -> float:
         """Linear warmup to 1, then constant: the schedule of both the main optimizer and the puzzle embeddings."""
         return min(1.0, (step + 1) / max(1, self.warmup_steps))
+
+    def kl_weight(self, step: int) -> float:
+        """beta at optimizer step `step`: geometric from beta_start to beta over beta_anneal_steps, then beta."""
+        if self.beta_start is None or step >= self.beta_anneal_steps:
+            return self.beta
+        return self.beta_start * (self.beta / self.beta_start) ** (step / self.beta_anneal_steps)
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())
@@ -372,13 +388,16 @@ class GRAMModule(L.LightningModule):
                 kl = losses.balanced_kl(noise.posterior, noise.prior, self.kl_balance).mean()
         halt = losses.halt_loss(out.halt_logits, judged_correct).mean()
         value = losses.value_loss(out.value, judged_acc).mean()
-        loss = ce + self.prior_ce_weight * ce_prior + self.beta * kl + self.halt_loss_weight * halt + self.value_loss_weight * value
+        beta = self.kl_weight(self.global_step)
+        loss = ce + self.prior_ce_weight * ce_prior + beta * kl + self.halt_loss_weight * halt + self.value_loss_weight * value
         terms = {"loss": loss, "ce": ce, "kl": kl, "halt_loss": halt, "value_loss": value,
                  "exact_acc_posterior": seq_correct.float().mean(), "token_acc_posterior": token_acc.mean()}
         if out.judged_logits is not None:
             terms["exact_acc_prior_draw"] = judged_correct.float().mean()
         if self.prior_ce_weight > 0:
             terms["ce_prior_draw"] = ce_prior
+        if self.beta_start is not None:
+            terms["beta"] = ce.new_tensor(beta)
         return terms
 
     @staticmethod

@@ -165,3 +165,15 @@ def test_prior_draw_carry_trains_and_needs_a_learned_prior():
         GRAMModule(tiny_net(noise="none"), carry="prior_draw")
     with pytest.raises(ValueError, match="carry must be"):
         GRAMModule(tiny_net(), carry="prior")
+
+
+def test_beta_schedule_is_geometric_from_beta_start_to_beta():
+    module = GRAMModule(tiny_net(), beta=1.0, beta_start=16.0, beta_anneal_steps=100)
+    assert [module.kl_weight(s) for s in (0, 50, 100, 1000)] == pytest.approx([16.0, 4.0, 1.0, 1.0])
+    assert GRAMModule(tiny_net(), beta=0.5).kl_weight(0) == 0.5  # no beta_start: constant
+    trainer = _fit(GRAMModule(tiny_net(), warmup_steps=1, beta=1.0, beta_start=4.0, beta_anneal_steps=4))
+    assert trainer.callback_metrics["train/beta"] == pytest.approx(4.0 * 0.25 ** (2 / 4))  # logged at the third step
+    with pytest.raises(ValueError, match="beta_start"):
+        GRAMModule(tiny_net(), beta=0.0, beta_start=4.0)
+    with pytest.raises(ValueError, match="beta_anneal_steps"):
+        GRAMModule(tiny_net(), beta_anneal_steps=-1)
