@@ -379,12 +379,15 @@ class GRAM(nn.Module):
         labels: torch.Tensor | None = None,
         test_sigma: float = 0.0,
         step_fn=None,
+        carry_prior_draw: bool = False,
     ) -> Iterator[StepOutput]:
         """Sample one trajectory per row, yielding the output after each supervision step.
 
         Noise comes from the prior, or from the posterior when `labels` are given (to measure the
         posterior shortcut). Depth scaling is `num_steps` > N_sup; width scaling is repeating rows of
         `inputs`. `step_fn` replaces `supervision_step` (e.g. its torch.compile'd version).
+        `carry_prior_draw` continues a posterior rollout from each step's prior draw, as training with
+        carry="prior_draw" does.
         """
         step_fn = step_fn or self.supervision_step
         e = self.embed_input(inputs, puzzle_ids)
@@ -393,5 +396,5 @@ class GRAM(nn.Module):
         h, l = self.initial_state(inputs.shape[0])
         for _ in range(num_steps or self.N_sup):
             out = step_fn(h, l, e, source, context, test_sigma)
-            h, l = out.h, out.l
+            h, l = (out.judged_h, out.judged_l) if carry_prior_draw and out.judged_h is not None else (out.h, out.l)
             yield out

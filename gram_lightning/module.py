@@ -450,7 +450,9 @@ class GRAMModule(L.LightningModule):
         halted = torch.zeros(B * N, dtype=torch.bool, device=inputs.device)
         steps = torch.zeros(B * N, dtype=torch.long, device=inputs.device)
         final: StepOutput | None = None
-        for out in self.net.rollout(rows_in, num_steps, repeat(batch.get("puzzle_ids")), rows_labels, self.test_sigma, self.step_fn):
+        rollout = self.net.rollout(rows_in, num_steps, repeat(batch.get("puzzle_ids")), rows_labels, self.test_sigma,
+                                   self.step_fn, carry_prior_draw=self.carry_kind == "prior_draw")
+        for out in rollout:
             if final is None or not self.halt_at_inference:
                 final = out
             else:  # rows that halted keep the output of the step at which they halted

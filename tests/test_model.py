@@ -290,3 +290,20 @@ def test_z0_noise_draws_a_new_start_per_trajectory():
     x = x[:1].expand(2, -1)
     out = _final(net, x)
     assert not torch.equal(out.logits[0], out.logits[1])  # same input, different trajectories
+
+
+def test_posterior_rollout_can_continue_from_each_steps_prior_draw():
+    net = tiny_net()
+    inputs, labels = torch.ones(2, 16, dtype=torch.long), torch.full((2, 16), 2)
+    for carry_prior_draw in (False, True):
+        seen = []
+
+        def step(h, l, *args):
+            seen.append(h)
+            return net.supervision_step(h, l, *args)
+
+        outs = list(net.rollout(inputs, 2, labels=labels, step_fn=step, carry_prior_draw=carry_prior_draw))
+        expected = outs[0].judged_h if carry_prior_draw else outs[0].h
+        assert torch.equal(seen[1], expected)
+    prior_outs = list(net.rollout(inputs, 2, carry_prior_draw=True))  # prior rollouts have no separate draw
+    assert prior_outs[0].judged_h is None
