@@ -76,6 +76,11 @@ class GRAMModule(L.LightningModule):
             warmup; only for nets with num_puzzle_ids > 0 (ARC).
         puzzle_embedding_weight_decay: Decoupled weight decay of the puzzle embedding rows a step touches (TRM: 0.1).
         beta: Weight of the KL term (per task: Sudoku 0.1, N-Queens 8x8 0.07, ...).
+        kl_reduction: How the KL (summed over the latent width D) is reduced over the latent positions before beta
+            weighs it: "mean" (beta is per position, beside a per-token cross-entropy) or "sum" (the KL of the whole
+            latent, as in a VAE's ELBO: beta x L_total per position). The paper does not say; the paper-scale configs
+            read its betas as "sum", under which the posterior stops carrying the answer (README, "KL scale").
+            `train/kl` is logged per position either way.
         beta_start: KL weight at step 0, moved geometrically to `beta` over `beta_anneal_steps` (a high start keeps
             the posterior from passing the answer while the core learns to solve); None: `beta` throughout.
         beta_anneal_steps: Optimizer steps of that schedule; `beta` from then on.
@@ -115,6 +120,7 @@ class GRAMModule(L.LightningModule):
         beta: float = 0.1,
         beta_start: float | None = None,
         beta_anneal_steps: int = 0,
+        kl_reduction: Literal["mean", "sum"] = "mean",
         kl_balance: float = 0.8,
         prior_ce_weight: float = 0.0,
         carry: Literal["posterior", "prior_draw"] = "posterior",
@@ -143,6 +149,8 @@ class GRAMModule(L.LightningModule):
             raise ValueError("prior_ce_weight needs a learned prior and posterior (net noise='learned' or 'mean_only')")
         if beta < 0 or (beta_start is not None and (beta_start <= 0 or beta <= 0)):
             raise ValueError(f"beta must be >= 0, and > 0 with beta_start > 0 for the geometric schedule; got beta {beta}, beta_start {beta_start}")
+        if kl_reduction not in ("mean", "sum"):
+            raise ValueError(f"kl_reduction must be 'mean' or 'sum' (over latent positions), got {kl_reduction!r}")
         if beta_anneal_steps < 0:
             raise ValueError(f"beta_anneal_steps must be >= 0, got {beta_anneal_steps}")
         if carry not in ("posterior", "prior_draw"):
@@ -166,6 +174,8 @@ class GRAMModule(L.LightningModule):
             self._ddp_params_and_buffers_to_ignore = ["net.puzzle_embed.weight"]
         self.beta, self.kl_balance, self.loss_kind = beta, kl_balance, loss
         self.beta_start, self.beta_anneal_steps = beta_start, beta_anneal_steps
+        # Every latent position holds a KL, so their sum is L_total times their mean.
+        self.kl_positions = net.total_len if kl_reduction == "sum" else 1
         self.prior_ce_weight, self.carry_kind = prior_ce_weight, carry
         self.halt_loss_weight, self.value_loss_weight = halt_loss_weight, value_loss_weight
         self.act, self.halt_exploration_prob = act, halt_exploration_prob
@@ -389,7 +399,8 @@ class GRAMModule(L.LightningModule):
         halt = losses.halt_loss(out.halt_logits, judged_correct).mean()
         value = losses.value_loss(out.value, judged_acc).mean()
         beta = self.kl_weight(self.global_step)
-        loss = ce + self.prior_ce_weight * ce_prior + beta * kl + self.halt_loss_weight * halt + self.value_loss_weight * value
+        loss = (ce + self.prior_ce_weight * ce_prior + beta * self.kl_positions * kl
+                + self.halt_loss_weight * halt + self.value_loss_weight * value)
         terms = {"loss": loss, "ce": ce, "kl": kl, "halt_loss": halt, "value_loss": value,
                  "exact_acc_posterior": seq_correct.float().mean(), "token_acc_posterior": token_acc.mean()}
         if out.judged_logits is not None:

@@ -177,3 +177,15 @@ def test_beta_schedule_is_geometric_from_beta_start_to_beta():
         GRAMModule(tiny_net(), beta=0.0, beta_start=4.0)
     with pytest.raises(ValueError, match="beta_anneal_steps"):
         GRAMModule(tiny_net(), beta_anneal_steps=-1)
+
+
+def test_summed_kl_weighs_every_latent_position():
+    net = tiny_net()
+    torch.nn.init.normal_(net.posterior.out.weight, std=0.1)  # q starts equal to p: make them differ
+    batch = {"inputs": torch.ones(4, 16, dtype=torch.long), "labels": torch.full((4, 16), 2)}
+    out = net.supervision_step(*net.initial_state(4), net.embed_input(batch["inputs"]), "posterior", net.embed_target(batch["labels"]))
+    mean, summed = (GRAMModule(net, beta=0.5, kl_reduction=r)._loss_terms(out, batch["inputs"], batch["labels"]) for r in ("mean", "sum"))
+    assert summed["kl"] == mean["kl"] > 0  # logged per position either way
+    assert (summed["loss"] - mean["loss"]).item() == pytest.approx(0.5 * (net.total_len - 1) * mean["kl"].item(), rel=1e-5)
+    with pytest.raises(ValueError, match="kl_reduction"):
+        GRAMModule(net, kl_reduction="total")
