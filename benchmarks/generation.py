@@ -5,7 +5,8 @@
         --ckpt_path logs/mnist/version_0/checkpoints/last.ckpt --steps 8 16 64 256
 
 Each batch is rolled out once to the deepest step and read at every depth, so the depths see the same noise.
-Writes generation.csv (a row per depth) and samples_<steps>.png (the first 64 samples at each depth) into
+`--repeats R` samples the test inputs R times (fresh noise each pass): more samples than test inputs, e.g. for
+4x4 Sudoku, whose 288 grids a 144-board test split cannot all show. Writes generation.csv (a row per depth) and samples_<steps>.png (the first 64 samples at each depth) into
 --out (default: <run dir>/generation), and prints the table. Arguments after `--` go to the `gram` CLI (e.g.
 `-- --data.init_args.num_test_images 2000`).
 """
@@ -25,12 +26,12 @@ from gram_lightning.run_loading import load_for_evaluation, print_table, split_o
 
 
 @torch.no_grad()
-def evaluate_depths(module, datamodule, loader, steps: list[int], grid_size: int = 64):
-    """{depth: metrics dict} and {depth: first `grid_size` samples (K, L)} over `loader`."""
+def evaluate_depths(module, datamodule, loader, steps: list[int], grid_size: int = 64, repeats: int = 1):
+    """{depth: metrics dict} and {depth: first `grid_size` samples (K, L)} over `repeats` passes of `loader`."""
     metrics = {d: datamodule.generation_metrics().to(module.device) for d in steps}
     shown: dict[int, list[torch.Tensor]] = {d: [] for d in steps}
     with module.inference_rng():
-        for batch in loader:
+        for batch in (b for _ in range(repeats) for b in loader):
             batch = {k: v.to(module.device) for k, v in batch.items()}
             ids = batch.get("puzzle_ids")
             for depth, out in enumerate(module.net.rollout(batch["inputs"], max(steps), ids, None, module.test_sigma, module.step_fn), 1):
@@ -49,10 +50,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", required=True, help="the run's config.yaml (or a task config)")
     parser.add_argument("--ckpt_path", required=True, help="checkpoint to evaluate (EMA weights)")
     parser.add_argument("--steps", type=int, nargs="+", default=[8, 16, 64, 256], help="sampling depths in supervision steps")
+    parser.add_argument("--repeats", type=int, default=1, help="passes over the test inputs, each with fresh noise")
     parser.add_argument("--out", default=None, help="output folder (default: <run dir>/generation)")
     args = parser.parse_args(own)
     if min(args.steps) < 1:
         parser.error("--steps must be >= 1")
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
 
     sys.argv = sys.argv[:1]  # LightningCLI gets its arguments from `overrides`, not from this command line
     module, datamodule = load_for_evaluation(args.config, args.ckpt_path, overrides, "generation")
@@ -60,10 +64,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"generation: {type(datamodule).__name__} is not an unconditional task (no generation_metrics)")
 
     start = time.perf_counter()
-    results, shown = evaluate_depths(module, datamodule, datamodule.test_dataloader(), sorted(set(args.steps)))
+    results, shown = evaluate_depths(module, datamodule, datamodule.test_dataloader(), sorted(set(args.steps)), repeats=args.repeats)
     seconds = time.perf_counter() - start
-    num_samples = len(datamodule.test_dataloader().dataset)
+    num_samples = len(datamodule.test_dataloader().dataset) * args.repeats
     rows = [{"steps": d, "samples": num_samples, **m} for d, m in results.items()]
+    for row in rows:
+        if "unique_valid" in row:
+            row["distinct_valid"] = round(row["unique_valid"] * num_samples)
 
     out = Path(args.out) if args.out else Path(args.ckpt_path).resolve().parents[1] / "generation"
     atomic_write_csv(out / "generation.csv", rows)

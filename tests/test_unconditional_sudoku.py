@@ -139,9 +139,10 @@ def test_fit_logs_generation_metrics_and_predict_writes_readable_samples(tmp_pat
     assert (run_dir / "samples.png").read_bytes()[:4] == b"\x89PNG"
     # The depth sweep of benchmarks/generation.py on the same checkpoint.
     out = subprocess.run([sys.executable, "benchmarks/generation.py", "--config", str(ROOT / "experiments" / "sudoku_uncond.yaml"),
-                          "--ckpt_path", str(ckpt), "--steps", "1", "3", "--out", str(tmp_path / "gen"), "--", *TINY,
+                          "--ckpt_path", str(ckpt), "--steps", "1", "3", "--repeats", "2", "--out", str(tmp_path / "gen"), "--", *TINY,
                           "--data.init_args.cache_dir", str(tmp_path / "cache")], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = (tmp_path / "gen" / "generation.csv").read_text().splitlines()
     assert rows[0].startswith("steps,samples,validity") and [r.split(",")[0] for r in rows[1:]] == ["1", "3"]
+    assert rows[0].endswith(",distinct_valid") and rows[1].split(",")[1] == "48"  # 2 passes over the 24 test boards
     assert (tmp_path / "gen" / "samples_3.png").is_file()
