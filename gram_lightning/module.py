@@ -78,9 +78,9 @@ class GRAMModule(L.LightningModule):
         beta: Weight of the KL term (per task: Sudoku 0.1, N-Queens 8x8 0.07, ...).
         kl_reduction: How the KL (summed over the latent width D) is reduced over the latent positions before beta
             weighs it: "mean" (beta is per position, beside a per-token cross-entropy) or "sum" (the KL of the whole
-            latent, as in a VAE's ELBO: beta x L_total per position). The paper does not say; the paper-scale configs
-            read its betas as "sum", under which the posterior stops carrying the answer (README, "KL scale").
-            `train/kl` is logged per position either way.
+            latent, as in a VAE's ELBO: beta x L_total per position). The paper does not say; each paper-scale config
+            picks the reading its task's CPU runs support (README, "KL scale"). `train/kl` is logged per position
+            either way.
         beta_start: KL weight at step 0, moved geometrically to `beta` over `beta_anneal_steps` (a high start keeps
             the posterior from passing the answer while the core learns to solve); None: `beta` throughout.
         beta_anneal_steps: Optimizer steps of that schedule; `beta` from then on.
