@@ -6,8 +6,9 @@
 
 Each batch is rolled out once to the deepest step and read at every depth, so the depths see the same noise.
 `--repeats R` samples the test inputs R times (fresh noise each pass): more samples than test inputs, e.g. for
-4x4 Sudoku, whose 288 grids a 144-board test split cannot all show. Writes generation.csv (a row per depth) and samples_<steps>.png (the first 64 samples at each depth) into
---out (default: <run dir>/generation), and prints the table. Arguments after `--` go to the `gram` CLI (e.g.
+4x4 Sudoku, whose 288 grids a 144-board test split cannot all show. Writes generation.csv (a row per depth)
+and samples_<steps>.png (the first 64 samples at each depth) into --out (default: <run dir>/generation), and
+prints the table. Arguments after `--` go to the `gram` CLI (e.g.
 `-- --data.init_args.num_test_images 2000`).
 """
 

@@ -321,7 +321,7 @@ class ARCDataModule(PuzzleDataModule):
 
         self.splits: dict[str, ARCExamples] = {}
         self.data: ARCData | None = None
-        self._digest_of: tuple[ARCData, str] | None = None  # the variants digest of `data`, computed once
+        self._digest: str | None = None  # of `data`, which `setup` builds once
         self.groups: list[tuple[int, int]] = []  # (task index, test index) of each group
 
     @staticmethod
@@ -443,9 +443,9 @@ class ARCDataModule(PuzzleDataModule):
         if self.data is None:
             self.setup()
         assert self.data is not None
-        if self._digest_of is None or self._digest_of[0] is not self.data:
-            self._digest_of = (self.data, _variants_digest(self.data.variants))
-        return self._digest_of[1]
+        if self._digest is None:
+            self._digest = _variants_digest(self.data.variants)
+        return self._digest
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Check that the checkpoint's puzzle embeddings are those of this data: same tasks, same variants."""

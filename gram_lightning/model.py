@@ -69,6 +69,12 @@ class StepOutput:
     judged_h: torch.Tensor | None = None  # (B, L_total, D) the prior draw's state behind judged_logits; None: `h`
     judged_l: torch.Tensor | None = None  # (B, L_total, D) its low-level state (differs only with noise_on="l")
 
+    def next_state(self, prior_draw: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h, l) the next supervision step starts from: the prior draw's when asked for and there is one."""
+        if prior_draw and self.judged_h is not None:
+            return self.judged_h, self.judged_l
+        return self.h, self.l
+
 
 class GaussianHead(nn.Module):
     """MLP -> (mean, std), both bounded to the scale of u, starting at mean 0 and std init_std.
@@ -396,5 +402,5 @@ class GRAM(nn.Module):
         h, l = self.initial_state(inputs.shape[0])
         for _ in range(num_steps or self.N_sup):
             out = step_fn(h, l, e, source, context, test_sigma)
-            h, l = (out.judged_h, out.judged_l) if carry_prior_draw and out.judged_h is not None else (out.h, out.l)
+            h, l = out.next_state(carry_prior_draw)
             yield out

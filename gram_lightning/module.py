@@ -360,9 +360,7 @@ class GRAMModule(L.LightningModule):
         terms = self._loss_terms(out, c.batch["inputs"], labels)
 
         with torch.no_grad():
-            carry_prior_draw = self.carry_kind == "prior_draw" and out.judged_h is not None
-            c.h, c.l = (out.judged_h, out.judged_l) if carry_prior_draw else (out.h, out.l)
-            c.h, c.l = c.h.detach(), c.l.detach()
+            c.h, c.l = (t.detach() for t in out.next_state(self.carry_kind == "prior_draw"))
             c.steps = c.steps + 1
             c.halted = self._halt_decision(out, c.steps)
             logs = {f"train/{k}": v.detach() for k, v in terms.items()}
