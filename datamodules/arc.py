@@ -42,13 +42,14 @@ from datamodules.cache import cached_dataset
 from datamodules.puzzle_data import PuzzleBatches, PuzzleDataModule, require
 from gram_lightning.arc_grids import (
     CANVAS,
+    PAD,
     SEQ_LEN,
     VOCAB_SIZE,
     ARCFormatError,
     Variant,
     check_grid,
     crop_canvas,
-    encode_canvas,
+    draw_on_canvas,
     task_variants,
 )
 from gram_lightning.arc_voting import ARCVoting
@@ -214,8 +215,8 @@ class ARCBatches(PuzzleBatches):
     def batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
         ex: ARCExamples = self.data
         idx = index.numpy()
-        inputs = np.empty((len(idx), SEQ_LEN), dtype=np.uint8)
-        labels = np.empty((len(idx), SEQ_LEN), dtype=np.uint8)
+        inputs = np.full((len(idx), CANVAS, CANVAS), PAD, dtype=np.uint8)
+        labels = np.full((len(idx), CANVAS, CANVAS), PAD, dtype=np.uint8)
         for row, i in enumerate(idx):
             variant = self.arc.variants[ex.puzzle_id[i]]
             grid_in, grid_out = (variant.apply(g) for g in self.arc.pairs[ex.pair[i]])
@@ -225,11 +226,12 @@ class ARCBatches(PuzzleBatches):
                 room_r = CANVAS - max(grid_in.shape[0], grid_out.shape[0])
                 room_c = CANVAS - max(grid_in.shape[1], grid_out.shape[1])
                 offset = (int(torch.randint(room_r + 1, ())), int(torch.randint(room_c + 1, ())))
-            inputs[row] = encode_canvas(grid_in, offset)
-            labels[row] = encode_canvas(grid_out, offset)
+            # The pairs were checked when the tasks were read: no per-example re-check here.
+            draw_on_canvas(inputs[row], grid_in, offset)
+            draw_on_canvas(labels[row], grid_out, offset)
         return {
-            "inputs": torch.from_numpy(inputs).long(),
-            "labels": torch.from_numpy(labels).long(),  # PAD (0) is the ignored label: the loss covers grid + EOS
+            "inputs": torch.from_numpy(inputs.reshape(-1, SEQ_LEN)).long(),
+            "labels": torch.from_numpy(labels.reshape(-1, SEQ_LEN)).long(),  # PAD (0) is the ignored label: the loss covers grid + EOS
             "puzzle_ids": torch.from_numpy(ex.puzzle_id[idx]).long(),
             "group": torch.from_numpy(ex.group[idx]).long(),
         }

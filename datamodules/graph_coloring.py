@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from datamodules.board_columns import board_matrix, ragged_boards, split_table
 from datamodules.cache import cached_dataset
 from datamodules.puzzle_data import PuzzleBatches, PuzzleDataModule, require
 from gram_lightning.render import PALETTE, RED, grid_image
@@ -342,9 +343,7 @@ def generate_split(
 
 def _edge_matrix(ds: datasets.Dataset, n: int) -> np.ndarray:
     """The input column as (P, n(n-1)/2) bool edges, without going through Python lists."""
-    column = ds.with_format("arrow")[:].column("inputs").combine_chunks()
-    values = column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), num_pairs(n))
-    return values == EDGE_TOKEN
+    return board_matrix(split_table(ds).column("inputs")) == EDGE_TOKEN
 
 
 def isomorphism_keys(ds: datasets.Dataset, n: int) -> set[int]:
@@ -378,13 +377,9 @@ class GraphTensors:
 
     @classmethod
     def from_dataset(cls, ds: datasets.Dataset) -> "GraphTensors":
-        table = ds.with_format("arrow")[:]
-        column = table.column("inputs").combine_chunks()
-        inputs = column.flatten().to_numpy(zero_copy_only=False).astype(np.uint8).reshape(len(column), -1)
-        solution_lists = table.column("solutions").combine_chunks()
-        counts = solution_lists.value_lengths().to_numpy(zero_copy_only=False).astype(np.int64)
-        n = solution_lists.type.value_type.list_size
-        flat = solution_lists.flatten().flatten().to_numpy(zero_copy_only=False).astype(np.uint8).reshape(-1, n)
+        table = split_table(ds)
+        inputs = board_matrix(table.column("inputs"))  # (P, n(n-1)/2)
+        flat, counts = ragged_boards(table.column("solutions"))  # (T, n) colorings graph by graph, (P,)
         return cls(
             inputs=torch.from_numpy(inputs.copy()),
             solutions=torch.from_numpy(flat.copy()),

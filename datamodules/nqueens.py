@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from datamodules.board_columns import board_matrix, ragged_boards, ragged_slots, split_table
 from datamodules.cache import cached_dataset
 from datamodules.puzzle_data import PuzzleBatches, PuzzleDataModule, require
 from gram_lightning.render import grid_image
@@ -241,13 +242,6 @@ def dataset_from_partial_boards(puzzles: PartialBoards, rows: np.ndarray) -> dat
     return datasets.Dataset(datasets.table.InMemoryTable(table), info=datasets.DatasetInfo(features=features))
 
 
-def _board_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """A fixed-length board column as a (R, L) uint8 array, without going through Python lists."""
-    boards = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    values = boards.flatten().to_numpy(zero_copy_only=False).astype(np.uint8)
-    return values.reshape(len(boards), boards.type.list_size)
-
-
 @dataclass
 class QueensTensors:
     """One split in memory.
@@ -274,21 +268,16 @@ class QueensTensors:
 
     @classmethod
     def from_dataset(cls, ds: datasets.Dataset) -> "QueensTensors":
-        table = ds.with_format("arrow")[:]
-        inputs = _board_matrix(table.column("inputs"))  # (P, L)
+        table = split_table(ds)
+        inputs = board_matrix(table.column("inputs"))  # (P, L)
         num_inputs, length = inputs.shape
-        solution_lists = table.column("solutions").combine_chunks()
-        counts = solution_lists.value_lengths().to_numpy(zero_copy_only=False).astype(np.int64)
-        flat = _board_matrix(solution_lists.flatten())  # (T, L), all completions in row order
+        flat, counts = ragged_boards(table.column("solutions"))  # (T, L) all completions in row order, (P,)
         # Distinct boards by their bytes (np.unique(axis=0) sorts void rows: 1.6 s for 10x10).
         first_seen: dict[bytes, int] = {}
         ids = np.fromiter((first_seen.setdefault(row.tobytes(), len(first_seen)) for row in flat), np.int64, len(flat))
         boards = np.frombuffer(b"".join(first_seen), dtype=np.uint8)
-        # Scatter the ragged id lists into a padded (P, S_max) array.
-        owner = np.repeat(np.arange(num_inputs), counts)
-        slot = np.arange(len(flat)) - np.repeat(np.cumsum(counts) - counts, counts)
         padded = np.full((num_inputs, int(counts.max(initial=1))), -1, dtype=np.int32)
-        padded[owner, slot] = ids
+        padded[ragged_slots(counts)] = ids
         return cls(
             inputs=torch.from_numpy(inputs.copy()),
             boards=torch.from_numpy(boards.reshape(-1, length).copy()),

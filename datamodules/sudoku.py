@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from datamodules.board_columns import board_matrix, ragged_boards, ragged_slots, split_table
 from datamodules.cache import cached_dataset
 from datamodules.puzzle_data import PuzzleBatches, PuzzleDataModule, require
 from gram_lightning.render import PALETTE, grid_image
@@ -519,17 +520,6 @@ def generate_split(
     return datasets.concatenate_datasets(parts).flatten_indices()
 
 
-def _token_matrix(ds: datasets.Dataset, column: str) -> np.ndarray:
-    """A fixed-length board column as a (R, L) uint8 array, without going through Python lists."""
-    return _board_matrix(ds.with_format("arrow")[:].column(column))
-
-
-def _board_matrix(column: pa.ChunkedArray) -> np.ndarray:
-    boards = column.combine_chunks()  # FixedSizeListArray, (R,) lists of L
-    values = boards.flatten().to_numpy(zero_copy_only=False).astype(np.uint8)
-    return values.reshape(len(boards), boards.type.list_size)
-
-
 def _row_keys(boards: np.ndarray) -> Iterator[bytes]:
     """Hashable key of each (L,) uint8 board row."""
     return (row.tobytes() for row in boards.astype(np.uint8, copy=False))
@@ -539,8 +529,8 @@ def _key_matrix(ds: datasets.Dataset, unconditional: bool = False) -> np.ndarray
     """(R, L) boards that tell the rows of ``ds`` apart: the inputs, or for unconditional data (all inputs
     blank, one solution each) the solved grids."""
     if not unconditional:
-        return _token_matrix(ds, "inputs")
-    return _board_matrix(pa.chunked_array([ds.with_format("arrow")[:].column("solutions").combine_chunks().flatten()]))
+        return board_matrix(split_table(ds).column("inputs"))
+    return ragged_boards(split_table(ds).column("solutions"))[0]
 
 
 def split_keys(ds: datasets.Dataset, unconditional: bool = False) -> set[bytes]:
@@ -711,18 +701,12 @@ class PuzzleTensors:
 
     @classmethod
     def from_dataset(cls, ds: datasets.Dataset) -> "PuzzleTensors":
-        table = ds.with_format("arrow")[:]
-        inputs = _board_matrix(table.column("inputs"))  # (P, L)
+        table = split_table(ds)
+        inputs = board_matrix(table.column("inputs"))  # (P, L)
         num_puzzles, length = inputs.shape
-        solution_lists = table.column("solutions").combine_chunks()
-        counts = solution_lists.value_lengths().to_numpy(zero_copy_only=False).astype(np.int64)
-        flat = solution_lists.flatten().flatten().to_numpy(zero_copy_only=False).astype(np.uint8)
-        flat = flat.reshape(-1, length)  # (total solutions, L)
-        # Scatter the ragged solution lists into a padded (P, S_max, L) array.
-        owner = np.repeat(np.arange(num_puzzles), counts)
-        slot = np.arange(len(flat)) - np.repeat(np.cumsum(counts) - counts, counts)
+        flat, counts = ragged_boards(table.column("solutions"))  # (total solutions, L), (P,)
         padded = np.zeros((num_puzzles, int(counts.max(initial=1)), length), dtype=np.uint8)
-        padded[owner, slot] = flat
+        padded[ragged_slots(counts)] = flat
         guesses = table.column("guesses").to_numpy().astype(np.int64)
         return cls(
             inputs=torch.from_numpy(inputs.copy()),
