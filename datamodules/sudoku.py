@@ -18,6 +18,7 @@ import hashlib
 import logging
 import math
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -500,16 +501,19 @@ def generate_split(
         round_size = min(math.ceil(1.1 * missing / keep_rate) + 4, max_index - next_index)
         indices = list(range(next_index, next_index + round_size))
         next_index += round_size
-        rows = datasets.Dataset.from_dict({"index": indices}).map(
-            _generate_rows,
-            batched=True,
-            batch_size=max(1, min(64, round_size // max(num_proc, 1))),
-            num_proc=min(num_proc, round_size) if num_proc > 1 else None,
-            remove_columns=["index"],
-            features=sudoku_features(n),
-            fn_kwargs=fn_kwargs,
-            desc=f"generating {n}x{n} {split} puzzles",
-        )
+        # One bar for the first round; the top-up rounds (a few, or hundreds of tiny ones in the
+        # coupon-collector tail of a 4x4 space) are one log line at the end instead of a bar each.
+        with _progress_bars(enabled=len(parts) == 0):
+            rows = datasets.Dataset.from_dict({"index": indices}).map(
+                _generate_rows,
+                batched=True,
+                batch_size=max(1, min(64, round_size // max(num_proc, 1))),
+                num_proc=min(num_proc, round_size) if num_proc > 1 else None,
+                remove_columns=["index"],
+                features=sudoku_features(n),
+                fn_kwargs=fn_kwargs,
+                desc=f"generating {n}x{n} {split} puzzles",
+            )
         keep = []
         for i, key in enumerate(_row_keys(_key_matrix(rows, unconditional))):
             if key not in seen and found + len(keep) < count:
@@ -517,7 +521,22 @@ def generate_split(
                 keep.append(i)
         found += len(keep)
         parts.append(rows.select(keep))
+    if len(parts) > 1:
+        log.info("%d distinct %dx%d %s puzzles from %d tries in %d rounds", count, n, n, split, next_index, len(parts))
     return datasets.concatenate_datasets(parts).flatten_indices()
+
+
+@contextmanager
+def _progress_bars(enabled: bool) -> Iterator[None]:
+    """`datasets` progress bars as they are (enabled) or off for the block."""
+    was_disabled = datasets.are_progress_bars_disabled()
+    if not enabled and not was_disabled:
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not enabled and not was_disabled:
+            datasets.enable_progress_bars()
 
 
 def _row_keys(boards: np.ndarray) -> Iterator[bytes]:
