@@ -65,6 +65,7 @@ class ARCVoting(Metric):
 
     full_state_update = False
     higher_is_better = True
+    headline = "pass@2"  # the value the progress bar shows during validation
 
     def __init__(
         self,

@@ -106,6 +106,8 @@ class ImageGenerationMetrics(nn.Module):
         min_split_size: Fewest images per Inception Score split.
     """
 
+    headline = "fid"  # the value the progress bar shows during validation
+
     def __init__(self, classifier: nn.Module, splits: int = 10, min_split_size: int = MIN_SPLIT_SIZE) -> None:
         super().__init__()
         self.fid = SafeFrechetInceptionDistance(

@@ -513,8 +513,10 @@ class GRAMModule(L.LightningModule):
             metric = self.task_metric(kind, stage)
             if metric is not None:
                 values = metric.compute()
-                if "pass@2" in values:
-                    self.log(f"{stage}/pass@2", values.pop("pass@2"), prog_bar=stage == "val")
+                # A task metric may name its headline value (ARC's pass@2, FID, Sudoku validity) for the bar.
+                headline = getattr(metric, "headline", None)
+                if headline in values:
+                    self.log(f"{stage}/{headline}", values.pop(headline), prog_bar=stage == "val")
                 self.log_dict({f"{stage}/{k}": v for k, v in values.items()})
 
     def on_validation_epoch_start(self) -> None:

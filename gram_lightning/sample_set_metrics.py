@@ -33,6 +33,7 @@ class SampleSetMetrics(Metric):
     """
 
     full_state_update = False
+    headline = "validity"  # the value the progress bar shows during validation
 
     def __init__(self, check: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], reference: torch.Tensor | Iterable | None = None, **kwargs):
         super().__init__(**kwargs)

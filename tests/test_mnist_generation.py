@@ -40,6 +40,7 @@ def test_mnist_fit_logs_fid_and_predict_writes_the_samples(tmp_path, monkeypatch
     logged = set(cli.trainer.callback_metrics)
     assert {"val/fid", "val/inception_score", "val/token_acc_posterior"} <= logged
     assert "val/exact_acc" not in logged  # no checker: accuracy would be meaningless for images
+    assert "val/fid" in cli.trainer.progress_bar_metrics
     # The FID classifier is neither trained nor saved with the model.
     assert not any("inception" in k or "classifier" in k for k in cli.model.state_dict())
     optimized = {id(p) for group in cli.trainer.optimizers[0].param_groups for p in group["params"]}

@@ -125,6 +125,7 @@ def test_fit_logs_generation_metrics_and_predict_writes_readable_samples(tmp_pat
     cli = GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False, args=common)
     cli.trainer.fit(cli.model, cli.datamodule)
     assert {"val/validity", "val/unique_fraction", "val/novel_fraction", "val/exact_acc"} <= set(cli.trainer.callback_metrics)
+    assert {"val/validity", "val/exact_acc"} <= set(cli.trainer.progress_bar_metrics)  # the headline on the bar
     ckpt = next((tmp_path / "logs").rglob("last.ckpt"))
     out = subprocess.run([sys.executable, "-m", "gram_lightning.cli", "predict", *common, "--ckpt_path", str(ckpt),
                           "--model.num_steps", "3", "--trainer.logger.init_args.version", "samples"],
