@@ -341,14 +341,14 @@ def generate_split(
     )
 
 
-def _edge_matrix(ds: datasets.Dataset, n: int) -> np.ndarray:
+def _edge_matrix(ds: datasets.Dataset) -> np.ndarray:
     """The input column as (P, n(n-1)/2) bool edges, without going through Python lists."""
     return board_matrix(split_table(ds).column("inputs")) == EDGE_TOKEN
 
 
 def isomorphism_keys(ds: datasets.Dataset, n: int) -> set[int]:
     """The `isomorphism_key`s of a dataset's graphs, e.g. for `generate_split`'s ``exclude``."""
-    return {isomorphism_key(row, n) for row in _edge_matrix(ds, n)}
+    return {isomorphism_key(row, n) for row in _edge_matrix(ds)}
 
 
 # ---------------------------------------------------------------------------------------------

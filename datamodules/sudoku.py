@@ -529,13 +529,13 @@ def generate_split(
 @contextmanager
 def _progress_bars(enabled: bool) -> Iterator[None]:
     """`datasets` progress bars as they are (enabled) or off for the block."""
-    was_disabled = datasets.are_progress_bars_disabled()
-    if not enabled and not was_disabled:
+    switch_off = not enabled and not datasets.are_progress_bars_disabled()
+    if switch_off:
         datasets.disable_progress_bars()
     try:
         yield
     finally:
-        if not enabled and not was_disabled:
+        if switch_off:
             datasets.enable_progress_bars()
 
 
