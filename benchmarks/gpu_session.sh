@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# The GPU measurements the open issues ask for, cut into parts that each fit one device call (10 minutes, with
+# a lent machine's 15 minutes of device time in all). Run on the lent machine, with .whl carried:
+#
+#   bash benchmarks/gpu_session.sh speed            # throughput at the paper's and ARC's shapes     (~4 min)
+#   bash benchmarks/gpu_session.sh mnist            # issue 4: GRAM and TRM 3 min each, FID/IS by depth (~9 min)
+#   bash benchmarks/gpu_session.sh mnist_beta1      # issue 4: the same GRAM run at the CPU's best KL weight (~5 min)
+#   bash benchmarks/gpu_session.sh sudoku_uncond    # issue 4: 6 min of training, 10,000 boards sampled (~8 min)
+#   bash benchmarks/gpu_session.sh arc              # issue 5: 7 min of ARC-AGI-1, pass@2 at each validation (~9 min)
+#
+# Every step has its own time limit, and after each one everything measured so far (TensorBoard events,
+# configs, csv / json / png, the step's log; no checkpoints) is packed into $OUT/<part>.tar.gz, which is what
+# comes back even when the call runs out of time. GRAM_ARGS is added to every `gram` command: on a CPU,
+# GRAM_ARGS="--trainer.accelerator cpu ..." with tiny settings checks the commands without a GPU.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+OUT=${OUT:-/tmp/gpu_session}
+LOGS=logs/gpu_session
+GRAM_ARGS=${GRAM_ARGS:-}
+[ $# -gt 0 ] || { echo "usage: $0 PART... (speed, mnist, mnist_beta1, sudoku_uncond, arc)" >&2; exit 2; }
+for part in "$@"; do
+    case $part in
+    speed | mnist | mnist_beta1 | sudoku_uncond | arc) ;;
+    *) echo "unknown part '$part' (speed, mnist, mnist_beta1, sudoku_uncond, arc)" >&2; exit 2 ;;
+    esac
+done
+
+if [ -z "${GRAM_SKIP_ENV:-}" ]; then
+    # shellcheck source=benchmarks/device_env.sh
+    source benchmarks/device_env.sh || exit 1
+else
+    gram() { python3 -m gram_lightning.cli "$@"; }
+fi
+
+pack() {  # pack <part>: what the part has measured so far, small files only
+    find "$LOGS/$1" benchmarks/results -newer "$LOGS/.start_$1" -type f \
+        \( -name 'events.out.*' -o -name '*.yaml' -o -name '*.csv' -o -name '*.json' -o -name '*.jsonl' \
+           -o -name '*.png' -o -name '*.txt' -o -name '*.log' \) -print0 2>/dev/null \
+        | tar --null -czf "$OUT/$1.tar.gz" --files-from - 2>/dev/null
+    echo "[$(date +%T)] packed $OUT/$1.tar.gz ($(du -h "$OUT/$1.tar.gz" | cut -f1))"
+}
+
+step() {  # step <part> <name> <seconds> <command...>: run with a limit, log it, pack the part
+    local part=$1 name=$2 limit=$3
+    shift 3
+    echo "[$(date +%T)] $part/$name (limit ${limit} s): $*"
+    # bash -c, so that the limit also applies to this script's functions (fit, generation)
+    timeout --signal=INT --kill-after=30 "$limit" bash -c '"$@"' _ "$@" > >(tee "$LOGS/$part/$name.log") 2>&1
+    local rc=$?  # before any $(...) resets it
+    echo "[$(date +%T)] $part/$name: exit $rc (124: stopped at its limit)"
+    pack "$part"
+}
+
+last_ckpt() {  # last_ckpt <logger name> <version>
+    echo "$LOGS/$1/$2/checkpoints/last.ckpt"
+}
+
+fit() {  # fit <part> <version> <max_time> <config args...>
+    local part=$1 version=$2 max_time=$3
+    shift 3
+    gram fit "$@" --trainer.max_time "$max_time" --trainer.enable_progress_bar false \
+        --trainer.logger.init_args.save_dir "$LOGS" --trainer.logger.init_args.name "$part" \
+        --trainer.logger.init_args.version "$version" $GRAM_ARGS
+}
+
+generation() {  # generation <part> <version> <steps...>: FID / IS or validity by sampling depth
+    local part=$1 version=$2
+    shift 2
+    python3 benchmarks/generation.py --config "$LOGS/$part/$version/config.yaml" \
+        --ckpt_path "$(last_ckpt "$part" "$version")" --steps "$@" --out "$LOGS/$part/$version/generation"
+}
+
+export LOGS GRAM_ARGS
+export -f gram last_ckpt fit generation
+
+run_part() {
+    local part=$1
+    mkdir -p "$LOGS/$part"
+    touch "$LOGS/.start_$part"
+    case $part in
+    speed)
+        step speed paper 150 python3 benchmarks/throughput.py --preset paper
+        step speed arc 90 python3 benchmarks/throughput.py --preset arc --cores attention
+        ;;
+    mnist)
+        step mnist fit_gram 220 fit mnist gram 00:00:03:00 --config experiments/mnist.yaml \
+            --trainer.val_check_interval 250
+        step mnist fit_trm 220 fit mnist trm 00:00:03:00 --config experiments/mnist.yaml \
+            --config experiments/baselines/trm.yaml --trainer.val_check_interval 250
+        step mnist depth_gram 60 generation mnist gram 8 16 64 256
+        step mnist depth_trm 60 generation mnist trm 8 16 64 256
+        ;;
+    mnist_beta1)
+        step mnist_beta1 fit_gram 220 fit mnist_beta1 gram 00:00:03:00 --config experiments/mnist.yaml \
+            --model.beta 1.0 --trainer.val_check_interval 250
+        step mnist_beta1 depth_gram 60 generation mnist_beta1 gram 8 16 64 256
+        ;;
+    sudoku_uncond)
+        step sudoku_uncond fit_gram 420 fit sudoku_uncond gram 00:00:06:00 --config experiments/sudoku_uncond.yaml \
+            --trainer.val_check_interval 500
+        # The test split: 10,000 boards, one sample each, at the trained 16 steps and deeper.
+        step sudoku_uncond depth_gram 90 generation sudoku_uncond gram 16 32 64
+        ;;
+    arc)
+        step arc fit_gram 520 fit arc gram 00:00:07:00 --config experiments/arc1.yaml \
+            --data.init_args.num_proc 16 --trainer.val_check_interval 100
+        ;;
+    esac
+}
+
+mkdir -p "$OUT" "$LOGS"
+for part in "$@"; do
+    run_part "$part"
+done
