@@ -4,7 +4,7 @@
 #
 #   bash benchmarks/gpu_session.sh speed            # throughput at the paper's and ARC's shapes     (~4 min)
 #   bash benchmarks/gpu_session.sh mnist            # issue 4: GRAM and TRM 3 min each, FID/IS by depth (~9 min)
-#   bash benchmarks/gpu_session.sh mnist_beta1      # issue 4: the same GRAM run at the CPU's best KL weight (~5 min)
+#   bash benchmarks/gpu_session.sh mnist_beta1      # issue 4: the same GRAM run at KL weight 1.0 per position (~5 min)
 #   bash benchmarks/gpu_session.sh sudoku_uncond    # issue 4: 6 min of training, 10,000 boards sampled (~8 min)
 #   bash benchmarks/gpu_session.sh arc              # issue 5: 7 min of ARC-AGI-1, pass@2 at each validation (~9 min)
 #
@@ -17,12 +17,10 @@ cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-/tmp/gpu_session}
 LOGS=logs/gpu_session
 GRAM_ARGS=${GRAM_ARGS:-}
-[ $# -gt 0 ] || { echo "usage: $0 PART... (speed, mnist, mnist_beta1, sudoku_uncond, arc)" >&2; exit 2; }
+PARTS="speed mnist mnist_beta1 sudoku_uncond arc"  # the branches of run_part
+[ $# -gt 0 ] || { echo "usage: $0 PART... (one or more of: $PARTS)" >&2; exit 2; }
 for part in "$@"; do
-    case $part in
-    speed | mnist | mnist_beta1 | sudoku_uncond | arc) ;;
-    *) echo "unknown part '$part' (speed, mnist, mnist_beta1, sudoku_uncond, arc)" >&2; exit 2 ;;
-    esac
+    [[ " $PARTS " == *" $part "* ]] || { echo "unknown part '$part' (one of: $PARTS)" >&2; exit 2; }
 done
 
 if [ -z "${GRAM_SKIP_ENV:-}" ]; then
@@ -51,10 +49,6 @@ step() {  # step <part> <name> <seconds> <command...>: run with a limit, log it,
     pack "$part"
 }
 
-last_ckpt() {  # last_ckpt <logger name> <version>
-    echo "$LOGS/$1/$2/checkpoints/last.ckpt"
-}
-
 fit() {  # fit <part> <version> <max_time> <config args...>
     local part=$1 version=$2 max_time=$3
     shift 3
@@ -67,11 +61,11 @@ generation() {  # generation <part> <version> <steps...>: FID / IS or validity b
     local part=$1 version=$2
     shift 2
     python3 benchmarks/generation.py --config "$LOGS/$part/$version/config.yaml" \
-        --ckpt_path "$(last_ckpt "$part" "$version")" --steps "$@" --out "$LOGS/$part/$version/generation"
+        --ckpt_path "$LOGS/$part/$version/checkpoints/last.ckpt" --steps "$@" --out "$LOGS/$part/$version/generation"
 }
 
 export LOGS GRAM_ARGS
-export -f gram last_ckpt fit generation
+export -f gram fit generation
 
 run_part() {
     local part=$1
