@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -16,6 +18,11 @@ class SampleBoards(L.Callback):
     images, where the label is one real example rather than the answer). Needs a TensorBoard logger and a DataModule with a
     `render(inputs, output) -> (3, H, W)` method; otherwise it does nothing.
 
+    The samples are drawn from the first validation batch while the validation loop runs, so they come from the
+    weights validation scores: a weight-averaging callback (EMA) swaps its averaged weights in for the whole
+    validation epoch and the raw ones back at its end, which may come before this callback's epoch-end hook. The
+    picture is logged at the end of the epoch. The sanity check draws nothing.
+
     Args:
         num_inputs: Validation inputs shown (rows).
         num_samples: Sampled trajectories per input (columns).
@@ -27,15 +34,27 @@ class SampleBoards(L.Callback):
         if num_inputs < 1 or num_samples < 1:
             raise ValueError("SampleBoards: num_inputs and num_samples must be >= 1")
         self.num_inputs, self.num_samples, self.num_steps, self.tag = num_inputs, num_samples, num_steps, tag
+        self._image: torch.Tensor | None = None
+
+    @staticmethod
+    def _logger(trainer: L.Trainer) -> TensorBoardLogger | None:
+        return next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
 
     @torch.no_grad()
-    def picture(self, trainer: L.Trainer, pl_module) -> torch.Tensor | None:
+    def picture(self, trainer: L.Trainer, pl_module, batch: dict[str, Any]) -> torch.Tensor | None:
+        """The image for the first `num_inputs` rows of `batch` (on the module's device), sampled with the
+        module's current weights; None when the DataModule cannot render.
+
+        Args:
+            trainer: The trainer, for its DataModule's `render` and `check_solution`.
+            pl_module: The GRAMModule whose `sample` draws the trajectories.
+            batch: A validation batch of `inputs` and `labels` (other tensors are sliced alike).
+        """
         datamodule = trainer.datamodule
         render = getattr(datamodule, "render", None)
         if render is None:
             return None
-        batch = next(iter(datamodule.val_dataloader()))
-        batch = {k: v[: self.num_inputs].to(pl_module.device) for k, v in batch.items()}
+        batch = {k: v[: self.num_inputs] if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         with pl_module.inference_rng():
             s = pl_module.sample(batch, self.num_samples, self.num_steps, "first")
         judged = getattr(datamodule, "check_solution", None) is not None
@@ -49,12 +68,21 @@ class SampleBoards(L.Callback):
             rows.append(row)
         return tile(rows)
 
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._image = None
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        if batch_idx != 0 or dataloader_idx != 0 or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        if self._logger(trainer) is None:
+            return
+        image = self.picture(trainer, pl_module, batch)
+        self._image = None if image is None else image.clamp(0, 1).cpu()
+
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        image, self._image = self._image, None
+        logger = self._logger(trainer)
+        if image is None or logger is None or trainer.sanity_checking or not trainer.is_global_zero:
             return
-        logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
-        if logger is None:
-            return
-        image = self.picture(trainer, pl_module)
-        if image is not None:
-            logger.experiment.add_image(self.tag, image.clamp(0, 1), global_step=trainer.global_step)
+        logger.experiment.add_image(self.tag, image, global_step=trainer.global_step)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -14,7 +13,6 @@ from rich.table import Table
 from callbacks.run_files import run_file
 from gram_lightning.atomic import atomic_write_json
 from gram_lightning.metrics import SolveMetrics
-from gram_lightning.selection import select
 
 
 class WidthScalingReport(L.Callback):
@@ -49,8 +47,7 @@ class WidthScalingReport(L.Callback):
                         batch = {k: v.to(pl_module.device) for k, v in batch.items()}
                         s = pl_module.sample(batch, width, self.num_steps, "first")
                         for rule, metric in metrics.items():
-                            chosen = select(s.preds, rule, s.value, s.halt_logits)
-                            pl_module.update_metrics(metric, batch, replace(s, chosen=chosen.output, chosen_index=chosen.index))
+                            pl_module.update_metrics(metric, batch, s.reselect(rule))
                     for rule, metric in metrics.items():
                         rows.append({"N": width, "selection": rule if width > 1 else "-",
                                      **{k: float(v) for k, v in metric.compute().items()}})
@@ -69,12 +66,12 @@ class WidthScalingReport(L.Callback):
         rows = self.measure(trainer, pl_module)
         table = Table(title=f"Width scaling on the test split ({pl_module.net.noise_mode} noise, "
                             f"{self.num_steps or pl_module.net.N_sup} supervision steps)")
-        for column in ("N", "selection", "exact acc", "pass@N", "distinct solutions / puzzle", "coverage"):
+        for column in ("N", "selection", "single-sample acc", "exact acc", "pass@N", "distinct solutions / puzzle", "coverage"):
             table.add_column(column, justify="right")
         for r in rows:
             coverage = f"{100 * r['coverage']:.1f}%" if "coverage" in r else "-"
-            table.add_row(str(r["N"]), r["selection"], f"{100 * r['exact_acc']:.1f}%", f"{100 * r['pass_at_n']:.1f}%",
-                          f"{r['distinct_solutions']:.2f}", coverage)
+            table.add_row(str(r["N"]), r["selection"], f"{100 * r['sample_acc']:.1f}%", f"{100 * r['exact_acc']:.1f}%",
+                          f"{100 * r['pass_at_n']:.1f}%", f"{r['distinct_solutions']:.2f}", coverage)
         Console().print(table)
         atomic_write_json(path, rows)
         rank_zero_info(f"width scaling written to {path}")

@@ -20,7 +20,6 @@ color 1, and so on (`canonical_output`).
 from __future__ import annotations
 
 import logging
-import math
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache

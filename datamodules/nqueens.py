@@ -23,13 +23,14 @@ import logging
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import datasets
 import numpy as np
 import pyarrow as pa
 import torch
 
+from datamodules.symmetry import lexicographic_min
 from datamodules.board_columns import board_matrix, ragged_boards, ragged_slots, split_table
 from datamodules.cache import cached_dataset
 from datamodules.puzzle_data import PuzzleBatches, PuzzleDataModule, require
@@ -48,9 +49,11 @@ MIN_BOARD_SIZE = 4
 MAX_BOARD_SIZE = 11
 # The paper's removal counts; other sizes use `default_num_removed`'s rule.
 PAPER_NUM_REMOVED = {8: [5, 6, 7], 10: [7, 8, 9]}
-TEST_FRACTION = 0.15  # the paper's 85:15 split by unique input
+TEST_FRACTION = 0.15  # the paper's 85:15 split of the inputs
+# How the inputs are split: by symmetry orbit (no leak), or the paper's split by unique input.
+SPLIT_METHODS = ("orbit", "paper")
 # Bump when the construction of the splits changes, so that old cache folders are not reused.
-NQUEENS_VERSION = 1
+NQUEENS_VERSION = 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,16 +187,81 @@ def _partial_boards(n: int, num_removed: tuple[int, ...]) -> PartialBoards:
     return result
 
 
-def split_rows(num_inputs: int, seed: int, n: int) -> dict[str, np.ndarray]:
-    """Seeded 85:15 split of ``num_inputs`` distinct inputs: shuffled row indices per split.
+def split_rows(puzzles: PartialBoards, seed: int, split: str = "orbit") -> dict[str, np.ndarray]:
+    """Seeded 85:15 split of the distinct inputs of ``puzzles``: row indices per split.
 
-    The test split is the first ``round(0.15 * num_inputs)`` rows of a seeded permutation, the
-    train split the rest; each keeps the permuted order, so the first rows of either split (the
-    validation set, or a ``max_*_puzzles`` subsample) are a uniform random sample of it.
+    Each split's rows are in a seeded random order, so its first rows (the validation set, or a
+    ``max_*_puzzles`` subsample) are a uniform random sample of it.
+
+    Args:
+        puzzles: The inputs to split.
+        seed: Seed of the shuffle.
+        split: "orbit": whole symmetry orbits go to one side (`orbit_split_rows`). "paper": the
+            paper's split by unique input (`paper_split_rows`), which leaks test inputs into
+            training through the symmetry augmentation.
     """
+    if split == "orbit":
+        return orbit_split_rows(puzzles.inputs, seed, puzzles.n)
+    if split == "paper":
+        return paper_split_rows(len(puzzles), seed, puzzles.n)
+    raise ValueError(f"split must be one of {SPLIT_METHODS}, got {split!r}")
+
+
+def paper_split_rows(num_inputs: int, seed: int, n: int) -> dict[str, np.ndarray]:
+    """The paper's split: the first ``round(0.15 * num_inputs)`` rows of a seeded permutation are
+    test, the rest train. The set of inputs is closed under the symmetries of the square, so
+    almost every test input has a symmetric image among the training inputs (all of them for the
+    default 8x8 and 10x10 splits)."""
     perm = np.random.default_rng([seed, n]).permutation(num_inputs)
     num_test = int(round(TEST_FRACTION * num_inputs))
     return {"train": perm[num_test:], "test": perm[:num_test]}
+
+
+def orbit_ids(inputs: np.ndarray, n: int) -> np.ndarray:
+    """(U, L) token boards -> (U,) int64 orbit ids, equal for two boards exactly when a symmetry of
+    the square (`dihedral_permutations`) maps one onto the other.
+
+    An orbit's key is its lexicographically smallest board over the 8 images of any member (the
+    token order, empty < queen, is the order of the packed queen bits); ids number the keys in
+    increasing order, so they depend only on the set of boards, not on their order.
+    """
+    inputs = np.asarray(inputs)
+    if inputs.ndim != 2 or inputs.shape[1] != n * n:
+        raise ValueError(f"inputs must be (U, {n * n}) token boards of a {n}x{n} board, got {inputs.shape}")
+    images = inputs[:, dihedral_permutations(n).numpy()] == QUEEN_TOKEN  # (U, 8, L)
+    packed = np.packbits(images, axis=2)  # (U, 8, ceil(L / 8)), first cell in the highest bit
+    width = -(-packed.shape[2] // 8) * 8
+    packed = np.pad(packed, ((0, 0), (0, 0), (0, width - packed.shape[2])))
+    words = np.ascontiguousarray(packed).view(">u8")  # (U, 8, W) big-endian: word order is board order
+    _, ids = np.unique(lexicographic_min(words), axis=0, return_inverse=True)
+    return ids.reshape(-1).astype(np.int64)
+
+
+def orbit_split_rows(inputs: np.ndarray, seed: int, n: int) -> dict[str, np.ndarray]:
+    """Split by symmetry orbit: no test input has a symmetric image among the training inputs.
+
+    The orbits (`orbit_ids`; 1, 2, 4 or 8 inputs each) are shuffled with the seeded generator and
+    the test split is the prefix of that order whose input count is closest to
+    ``TEST_FRACTION * U`` (at least one orbit, and at least one left for training when there are
+    two or more). An orbit holds at most 8 inputs, so the test count is within 4 inputs of the
+    target. Each split's rows are then shuffled, so every prefix of a split is a uniform random
+    sample of it.
+    """
+    ids = orbit_ids(inputs, n)
+    num_orbits = int(ids.max()) + 1 if len(ids) else 0
+    rng = np.random.default_rng([seed, n])
+    order = rng.permutation(num_orbits)  # order[i]: the orbit drawn i-th
+    sizes = np.bincount(ids, minlength=num_orbits)[order]
+    cumulative = np.cumsum(sizes)
+    target = TEST_FRACTION * len(ids)
+    if num_orbits >= 2:
+        num_test_orbits = 1 + int(np.abs(cumulative[: num_orbits - 1] - target).argmin())
+    else:
+        num_test_orbits = 0  # one orbit cannot be split; the caller reports the empty split
+    in_test = np.zeros(num_orbits, dtype=bool)
+    in_test[order[:num_test_orbits]] = True
+    test, train = np.flatnonzero(in_test[ids]), np.flatnonzero(~in_test[ids])
+    return {"train": train[rng.permutation(len(train))], "test": test[rng.permutation(len(test))]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,9 +475,12 @@ class NQueensDataModule(PuzzleDataModule):
 
     Every solution of the board is enumerated, k of its queens are removed for every k in
     ``num_removed`` and every choice of the k queens, and the resulting inputs are de-duplicated;
-    each input keeps all its valid completions. The distinct inputs are split 85:15 into train
-    and test with a seeded shuffle, so train and test inputs are disjoint; validation uses the
-    first ``num_val_puzzles`` inputs of the test split.
+    each input keeps all its valid completions. The distinct inputs are split about 85:15 into
+    train and test by symmetry orbit: the 8 symmetries of the square map inputs to inputs, and
+    training applies a random one to every input, so an input whose symmetric image is in training
+    is effectively a training input. Whole orbits are assigned to one side with a seeded shuffle,
+    so no symmetry (and no augmentation) maps a test input onto a training input. Validation uses
+    the first ``num_val_puzzles`` inputs of the test split.
 
     Batches are dicts of ``inputs`` (B, L) and ``labels`` (B, L) tokens, ``num_solutions`` (B,)
     and ``index`` (B,), the input's row in its split (see `solutions_for`). Tokens: 0 = PAD,
@@ -417,10 +488,12 @@ class NQueensDataModule(PuzzleDataModule):
     an input is drawn; evaluation labels are the first completion (the accuracy metric uses
     `check_solution`, which accepts any valid completion).
 
-    Sizes with the default num_removed and seed (train / test inputs, mean completions per test
-    input, time to build and cache both splits on one core): 8x8 (92 solutions): 4,376 / 772,
-    1.7, 0.05 s; 10x10 (724 solutions): 36,907 / 6,513, 2.9, 0.6 s. Loading a cached build takes
-    0.06 s. Splits are built once and cached.
+    Sizes with the default num_removed and seed, orbit split (train / test inputs, test share,
+    mean completions per test input, time to build and cache both splits on one core): 8x8 (92
+    solutions, 648 orbits): 4,372 / 776, 15.1%, 1.7, 0.1 s; 10x10 (724 solutions, 5,435 orbits):
+    36,908 / 6,512, 15.0%, 2.8, 1.7 s. The paper split gives 4,376 / 772 and 36,907 / 6,513, and
+    there every test input has a symmetric image in training. Loading a cached build takes 0.1 s.
+    Splits are built once and cached.
 
     Args:
         board_size: Board side n, 4 to 11 (the paper uses 8 and 10).
@@ -441,6 +514,11 @@ class NQueensDataModule(PuzzleDataModule):
         eval_batch_size: Validation/test batch size; None: ``batch_size``.
         num_workers: DataLoader worker processes.
         seed: Seed of the train/test split shuffle.
+        split: How the inputs are split into train and test. "orbit": by symmetry orbit, about
+            85:15 of the inputs (`orbit_split_rows`). "paper": the paper's literal 85:15 split by
+            unique input (`paper_split_rows`); it LEAKS: every test input's symmetric image is a
+            training input, and the augmentation maps it onto the test input. Kept only to
+            reproduce the paper's numbers.
     """
 
     def __init__(
@@ -457,6 +535,7 @@ class NQueensDataModule(PuzzleDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 0,
         seed: int = 0,
+        split: Literal["orbit", "paper"] = "orbit",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -467,7 +546,7 @@ class NQueensDataModule(PuzzleDataModule):
         _validate_args(
             num_val_puzzles=num_val_puzzles, max_train_puzzles=max_train_puzzles,
             max_test_puzzles=max_test_puzzles, epoch_multiplier=epoch_multiplier, batch_size=batch_size,
-            eval_batch_size=eval_batch_size, num_workers=num_workers, seed=seed,
+            eval_batch_size=eval_batch_size, num_workers=num_workers, seed=seed, split=split,
         )
         self.board_size = board_size
         self.num_removed = num_removed
@@ -478,6 +557,7 @@ class NQueensDataModule(PuzzleDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size if eval_batch_size is not None else batch_size
         self.num_workers, self.seed = num_workers, seed
+        self.split = split
 
         # Known before setup: the CLI links these into the model when it instantiates it.
         self.vocab_size = VOCAB_SIZE  # PAD, empty, queen
@@ -509,12 +589,12 @@ class NQueensDataModule(PuzzleDataModule):
         n = self.board_size
         params: dict[str, Any] = {
             "version": NQUEENS_VERSION, "board_size": n, "num_removed": self.num_removed,
-            "seed": self.seed, "test_fraction": TEST_FRACTION, "split": split,
+            "seed": self.seed, "test_fraction": TEST_FRACTION, "split": split, "split_method": self.split,
         }
 
         def build() -> datasets.Dataset:
             puzzles = partial_boards(n, self.num_removed)
-            rows = split_rows(len(puzzles), self.seed, n)
+            rows = split_rows(puzzles, self.seed, self.split)
             if not all(len(r) for r in rows.values()):  # an empty dataset cannot be saved and loaded
                 raise ValueError(
                     f"the {n}x{n} board with num_removed={self.num_removed} gives {len(puzzles)} distinct "
@@ -600,6 +680,7 @@ def _validate_args(
     eval_batch_size: int | None,
     num_workers: int,
     seed: int,
+    split: str,
 ) -> None:
     """Raise a ValueError naming the first bad `NQueensDataModule` argument."""
 
@@ -615,3 +696,4 @@ def _validate_args(
     require(eval_batch_size is None or eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {eval_batch_size}")
     require(num_workers >= 0, f"num_workers must be >= 0, got {num_workers}")
     require(seed >= 0, f"seed must be >= 0 (it seeds a numpy SeedSequence), got {seed}")
+    require(split in SPLIT_METHODS, f"split must be one of {SPLIT_METHODS}, got {split!r}")

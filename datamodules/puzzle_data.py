@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -32,7 +32,14 @@ class PuzzleBatches(Dataset):
         return len(self.data) * self.repeat
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        return self.batch(torch.as_tensor(indices, dtype=torch.long) % len(self.data))
+        index = torch.as_tensor(indices, dtype=torch.long)
+        pad = index < 0  # rows `EvenShards` adds to even out the ranks
+        rows = torch.where(pad, 0, index) % len(self.data)
+        batch = self.batch(rows)
+        batch.setdefault("index", rows)  # the input's row in its split: it keys the evaluation noise
+        if pad.any():
+            batch["pad"] = pad
+        return batch
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {key: value[0] for key, value in self.__getitems__([i]).items()}
@@ -45,6 +52,22 @@ class PuzzleBatches(Dataset):
         if self.random_label:
             return (torch.rand(len(counts)) * counts).long().clamp_max(counts - 1)
         return torch.zeros_like(counts)
+
+
+class EvenShards(DistributedSampler):
+    """Evaluation order under DDP: rank r of W gets inputs r, r + W, r + 2W, ... and, where it has one input fewer
+    than rank 0, a `-1`: a padding row that the batch marks (`pad`) and the module drops.
+
+    Lightning's own DistributedSampler evens the ranks out with repeated inputs instead, which the summed metrics
+    (conflict edges, votes, coverage) would count twice.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+
+    def __iter__(self):
+        own = list(range(self.rank, len(self.dataset), self.num_replicas))
+        return iter(own + [-1] * (self.num_samples - len(own)))
 
 
 class AugmentingCollate:
@@ -103,10 +126,15 @@ class PuzzleDataModule(LightningDataModule):
         return self.test_dataloader()
 
     def _loader(self, dataset: PuzzleBatches, batch_size: int, train: bool) -> DataLoader:
+        trainer = self.trainer
+        # Training batches are sharded by Lightning's sampler; evaluation by ours, which scores every input once.
+        sampler = EvenShards(dataset, trainer.world_size, trainer.global_rank) if (
+            not train and trainer is not None and trainer.world_size > 1) else None
         return DataLoader(
             dataset,
             batch_size=batch_size,
             shuffle=train,
+            sampler=sampler,
             drop_last=train,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -32,20 +32,25 @@ import torch
 from datamodules.board_columns import board_matrix, ragged_boards, ragged_slots, split_table
 from datamodules.cache import cached_dataset
 from datamodules.puzzle_data import PuzzleBatches, PuzzleDataModule, require
+from datamodules.sudoku_equivalence import (  # noqa: F401 (the token values are re-exported)
+    BLANK_TOKEN,
+    FIRST_DIGIT_TOKEN,
+    PAD_TOKEN,
+    EquivalenceIndex,
+    box_side,
+    row_keys,
+)
 from gram_lightning.render import PALETTE, grid_image
 from gram_lightning.sample_set_metrics import SampleSetMetrics
 
 log = logging.getLogger(__name__)
 
-PAD_TOKEN = 0
-BLANK_TOKEN = 1
-FIRST_DIGIT_TOKEN = 2
 SUPPORTED_SIZES = (4, 9, 16)
 # Default hardness filter per board size (see `generate_puzzle`); the cost of 9x9 values is in
 # `SudokuDataModule`'s docstring.
 DEFAULT_MIN_GUESSES = {4: 0, 9: 8, 16: 0}
 # Bump when the generation algorithm changes, so that old cache folders are not reused.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,7 +89,7 @@ class _Tables:
 
 @lru_cache(maxsize=None)
 def _tables(n: int) -> _Tables:
-    box = _box_side(n)
+    box = box_side(n)
     rows = [tuple(r * n + c for c in range(n)) for r in range(n)]
     cols = [tuple(r * n + c for r in range(n)) for c in range(n)]
     boxes = [
@@ -97,13 +102,6 @@ def _tables(n: int) -> _Tables:
         tuple(sorted({p for unit in units if cell in unit for p in unit} - {cell})) for cell in range(n * n)
     )
     return _Tables(n=n, full=(1 << n) - 1, units=units, peers=peers)
-
-
-def _box_side(n: int) -> int:
-    box = math.isqrt(n)
-    if box * box != n or n < 1:
-        raise ValueError(f"board size must be a perfect square (4, 9, 16, ...), got {n}")
-    return box
 
 
 def _initial_candidates(board: Sequence[int], t: _Tables) -> tuple[list[int], list[int]]:
@@ -271,7 +269,7 @@ def generate_full_grid(n: int, rng: np.random.Generator) -> list[int]:
     permutations first and a randomized search completes the rest. For 9x9 every such start can
     be completed; for 4x4 some cannot, and a new start is drawn.
     """
-    box = _box_side(n)
+    box = box_side(n)
     while True:
         board = [0] * (n * n)
         for b in range(box):
@@ -455,8 +453,10 @@ def generate_split(
     num_proc: int = 1,
     exclude: set[bytes] | None = None,
     unconditional: bool = False,
+    exclude_equivalent: EquivalenceIndex | None = None,
 ) -> datasets.Dataset:
-    """Generate ``count`` distinct puzzles whose inputs are not in ``exclude``.
+    """Generate ``count`` distinct puzzles whose inputs are not in ``exclude`` nor equivalent to a
+    board of ``exclude_equivalent``.
 
     Puzzle i comes from `puzzle_rng` (seed, split, i); the split is the first ``count`` distinct,
     non-excluded puzzles in index order, so it does not depend on ``num_proc``. Indices are
@@ -475,6 +475,9 @@ def generate_split(
         exclude: Inputs to leave out, as returned by `split_keys` (e.g. the test split's).
         unconditional: Blank inputs, each with one random solved grid as its target; the grids are
             what is distinct and excluded.
+        exclude_equivalent: Boards (inputs, or grids when unconditional) whose whole equivalence
+            class under the augmentation group is left out, e.g. the test inputs: augmenting a
+            training puzzle equivalent to a test puzzle would show that test puzzle in training.
 
     Raises:
         GenerationError: Too few distinct puzzles exist for ``count`` (tiny 4x4 spaces), or the
@@ -482,7 +485,7 @@ def generate_split(
     """
     seen = set(exclude or ())
     parts: list[datasets.Dataset] = []
-    found, next_index = 0, 0
+    found, next_index, num_equivalent = 0, 0, 0
     max_index = 20 * count + 1000  # give up when duplicates dominate (tiny puzzle space)
     fn_kwargs = dict(
         split=split, n=n, unique=unique, min_givens=min_givens, max_givens=max_givens,
@@ -491,8 +494,9 @@ def generate_split(
     while found < count:
         if next_index >= max_index:
             raise GenerationError(
-                f"only {found} distinct {n}x{n} {split} puzzles in {next_index} tries (of {count} asked): "
-                f"the puzzle space is too small; ask for fewer puzzles or change the givens range"
+                f"only {found} distinct {n}x{n} {split} puzzles in {next_index} tries (of {count} asked; "
+                f"{num_equivalent} left out as equivalent to an excluded board): the puzzle space is too "
+                f"small; ask for fewer puzzles or change the givens range"
             )
         missing = count - found
         # Ask for enough indices to cover the duplicates seen so far (few, unless the space of
@@ -514,15 +518,24 @@ def generate_split(
                 fn_kwargs=fn_kwargs,
                 desc=f"generating {n}x{n} {split} puzzles",
             )
+        keys = _key_matrix(rows, unconditional)
+        equivalent = (
+            exclude_equivalent.matches(keys) if exclude_equivalent is not None else np.zeros(len(keys), dtype=bool)
+        )
         keep = []
-        for i, key in enumerate(_row_keys(_key_matrix(rows, unconditional))):
-            if key not in seen and found + len(keep) < count:
+        for i, key in enumerate(row_keys(keys)):
+            if equivalent[i]:
+                num_equivalent += 1
+            elif key not in seen and found + len(keep) < count:
                 seen.add(key)
                 keep.append(i)
         found += len(keep)
         parts.append(rows.select(keep))
-    if len(parts) > 1:
-        log.info("%d distinct %dx%d %s puzzles from %d tries in %d rounds", count, n, n, split, next_index, len(parts))
+    if len(parts) > 1 or num_equivalent:
+        log.info(
+            "%d distinct %dx%d %s puzzles from %d tries in %d rounds (%d left out as equivalent to an excluded board)",
+            count, n, n, split, next_index, len(parts), num_equivalent,
+        )
     return datasets.concatenate_datasets(parts).flatten_indices()
 
 
@@ -539,11 +552,6 @@ def _progress_bars(enabled: bool) -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
-def _row_keys(boards: np.ndarray) -> Iterator[bytes]:
-    """Hashable key of each (L,) uint8 board row."""
-    return (row.tobytes() for row in boards.astype(np.uint8, copy=False))
-
-
 def _key_matrix(ds: datasets.Dataset, unconditional: bool = False) -> np.ndarray:
     """(R, L) boards that tell the rows of ``ds`` apart: the inputs, or for unconditional data (all inputs
     blank, one solution each) the solved grids."""
@@ -554,7 +562,7 @@ def _key_matrix(ds: datasets.Dataset, unconditional: bool = False) -> np.ndarray
 
 def split_keys(ds: datasets.Dataset, unconditional: bool = False) -> set[bytes]:
     """The rows of ``ds`` as hashable keys (see `_key_matrix`), e.g. for `generate_split`'s ``exclude``."""
-    return set(_row_keys(_key_matrix(ds, unconditional)))
+    return set(row_keys(_key_matrix(ds, unconditional)))
 
 
 def inputs_fingerprint(ds: datasets.Dataset, unconditional: bool = False) -> str:
@@ -760,7 +768,7 @@ def augment_batch(
     """
     batch, length = inputs.shape
     n = math.isqrt(length)
-    box = _box_side(n)
+    box = box_side(n)
     device = inputs.device
     rand_device = generator.device if generator is not None else torch.device("cpu")
 
@@ -795,7 +803,7 @@ def _line_permutation(rand: Callable[..., torch.Tensor], batch: int, box: int) -
 def is_valid_sudoku(preds: torch.Tensor, n: int) -> torch.Tensor:
     """(..., L) tokens -> (...) bool: a complete board whose rows, columns and boxes each hold
     every digit exactly once. Blanks, PAD or out-of-range tokens make a board invalid."""
-    box = _box_side(n)
+    box = box_side(n)
     lead = preds.shape[:-1]
     digits = preds.reshape(-1, n * n).long() - FIRST_DIGIT_TOKEN  # (B, L), digits 0..n-1
     complete = ((digits >= 0) & (digits < n)).all(1)
@@ -844,7 +852,13 @@ class SudokuDataModule(PuzzleDataModule):
     Batches are dicts of ``inputs`` (B, L) and ``labels`` (B, L) tokens, ``num_solutions`` (B,)
     and ``index`` (B,), the puzzle's index in its split (see `solutions_for`). Tokens: 0 = PAD,
     1 = blank, 2..n+1 = digits 1..n; L = n * n. Validation uses the first ``num_val_puzzles``
-    puzzles of the test split. Train and test inputs are disjoint.
+    puzzles of the test split. Train and test inputs are disjoint; generated training puzzles are
+    moreover never equivalent to a test puzzle under the augmentation group (digit relabelling,
+    transpose, band/row/stack/column permutations), since augmenting such a puzzle would show the
+    test puzzle in training. That matters for small 4x4 spaces: with 3-6 givens, 2000 training and
+    256 test puzzles (experiments/demo.yaml), half of the training puzzles drawn are equivalent to
+    a test puzzle and are replaced, which leaves few 3-given puzzles in training. CSV files are
+    only checked for identical inputs.
 
     Generating 1000 unique 9x9 puzzles takes 22, 44, 87, 209 and 368 CPU-seconds for
     min_guesses = 1, 3, 5, 8 and 10 (median guesses 2, 5, 7, 10, 13; about 24 givens), so about
@@ -882,7 +896,8 @@ class SudokuDataModule(PuzzleDataModule):
             ``num_train_puzzles`` distinct random solved grids (50,000 in sudoku_uncond.yaml; 9x9 grids
             take about 1.5 ms each to generate). Test inputs are ``num_test_puzzles`` blank boards; any
             valid board is a right answer, so val/exact_acc is the validity of the samples, and
-            `generation_metrics` adds uniqueness and novelty (not a training grid). Ignores ``unique``,
+            `generation_metrics` adds uniqueness and novelty (not a training grid, nor with
+            ``augment`` equivalent to one). Ignores ``unique``,
             ``min_guesses`` and ``augment`` is still applied (a transformed grid is another valid grid).
     """
 
@@ -939,6 +954,7 @@ class SudokuDataModule(PuzzleDataModule):
         self.num_puzzle_ids = 0
 
         self.splits: dict[str, PuzzleTensors] = {}
+        self._train_grid_index: EquivalenceIndex | None = None
 
     # -- building ---------------------------------------------------------------------------
 
@@ -986,10 +1002,14 @@ class SudokuDataModule(PuzzleDataModule):
 
         def build() -> datasets.Dataset:
             excluded = split_keys(exclude, self.unconditional) if exclude is not None else None
+            # Test inputs are blank when unconditional: nothing to leak but the grids themselves.
+            equivalent = None
+            if exclude is not None and not self.unconditional:
+                equivalent = EquivalenceIndex(_key_matrix(exclude), n)
             return generate_split(
                 split, count, n=n, unique=self.unique, min_givens=self.min_givens, max_givens=self.max_givens,
                 min_guesses=self.min_guesses, seed=self.seed, num_proc=self.num_proc, exclude=excluded,
-                unconditional=self.unconditional,
+                unconditional=self.unconditional, exclude_equivalent=equivalent,
             )
 
         name = f"sudoku{n}-uncond-{split}" if self.unconditional else f"sudoku{n}-{split}"
@@ -1035,11 +1055,21 @@ class SudokuDataModule(PuzzleDataModule):
         return check_solution(inputs, preds, self.board_size)
 
     def generation_metrics(self) -> SampleSetMetrics | None:
-        """Unconditional mode: validity, uniqueness and novelty of sampled boards (None otherwise)."""
+        """Unconditional mode: validity, uniqueness and novelty of sampled boards (None otherwise).
+
+        A valid sample is novel when no training grid equals it, or, with ``augment``, when no
+        training grid is equivalent to it under the augmentation group (`EquivalenceIndex`).
+        """
         if not self.unconditional:
             return None
-        train = self._split("train")
-        return SampleSetMetrics(self.check_solution, reference=train.solutions[:, 0].long())
+        grids = self._split("train").solutions[:, 0]
+        if self.augment:
+            # Training shows every image of a grid under the augmentation group, so a sample
+            # equivalent to a training grid is not new. Built once (50,000 9x9 grids: about 12 s).
+            if self._train_grid_index is None:
+                self._train_grid_index = EquivalenceIndex(grids, self.board_size)
+            return SampleSetMetrics(self.check_solution, known=self._train_grid_index.known)
+        return SampleSetMetrics(self.check_solution, reference=grids.long())
 
     def format_sample(self, output: torch.Tensor) -> str:
         """One board as text: n lines of digits, '.' for a blank or a token that is not a digit."""
@@ -1125,8 +1155,8 @@ def _validate_args(
 
 def _without_overlap(train: PuzzleTensors, test: PuzzleTensors) -> PuzzleTensors:
     """Drop training puzzles whose input is also a test input (possible with CSV files only)."""
-    test_keys = set(_row_keys(test.inputs.numpy()))
-    keep = torch.tensor([key not in test_keys for key in _row_keys(train.inputs.numpy())], dtype=torch.bool)
+    test_keys = set(row_keys(test.inputs.numpy()))
+    keep = torch.tensor([key not in test_keys for key in row_keys(train.inputs.numpy())], dtype=torch.bool)
     dropped = int((~keep).sum())
     if dropped:
         log.warning("dropped %d training puzzles whose input is also in the test split", dropped)

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gram_lightning.keyed_noise import derive, normal_like
 from gram_lightning.layers import Linear, ReasoningNet, SwiGLU, swiglu_hidden
 from gram_lightning.puzzle_embedding import PuzzleEmbedding
 
@@ -44,8 +45,9 @@ class Gaussian:
     mean: torch.Tensor  # (B, L, D)
     std: torch.Tensor  # (B, L, D)
 
-    def sample(self) -> torch.Tensor:
-        return self.mean + self.std * torch.randn_like(self.std)
+    def sample(self, keys: torch.Tensor | None = None) -> torch.Tensor:
+        """A draw; with (B,) `keys` each row's noise is a function of its key (see keyed_noise.py)."""
+        return self.mean + self.std * normal_like(self.std, keys)
 
 
 @dataclass
@@ -279,26 +281,28 @@ class GRAM(nn.Module):
 
     # ---- recursion ----
 
-    def initial_state(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def initial_state(self, batch_size: int, noise_keys: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         h0 = self.h0.expand(batch_size, -1, -1)
         if self.z0_noise_sigma > 0:
-            h0 = h0 + self.z0_noise_sigma * torch.randn_like(h0)
+            h0 = h0 + self.z0_noise_sigma * normal_like(h0, noise_keys)
         return h0, self.l0.expand(batch_size, -1, -1)
 
-    def sample_noise(self, u: torch.Tensor, source: NoiseSource, target_context: torch.Tensor | None, test_sigma: float) -> TransitionNoise | None:
+    def sample_noise(self, u: torch.Tensor, source: NoiseSource, target_context: torch.Tensor | None, test_sigma: float,
+                     noise_keys: torch.Tensor | None = None) -> TransitionNoise | None:
+        """The residual added to u. `noise_keys` (B,) make each row's draw a function of its key (evaluation)."""
         if self.noise_mode == "none":
             if test_sigma > 0:  # PTRM: Gaussian noise on a deterministic model, at test time only
-                return TransitionNoise(None, None, test_sigma * torch.randn_like(u))
+                return TransitionNoise(None, None, test_sigma * normal_like(u, noise_keys))
             return None
         if self.noise_mode == "fixed":
-            return TransitionNoise(None, None, self.fixed_sigma * torch.randn_like(u))
+            return TransitionNoise(None, None, self.fixed_sigma * normal_like(u, noise_keys))
         prior = self.prior(u)
         posterior = None
         if source == "posterior":
             if target_context is None:
                 raise ValueError("posterior noise needs the target: pass labels")
             posterior = self.posterior(torch.cat([u, target_context.to(u.dtype)], dim=-1))
-        eps = self.draw(posterior if posterior is not None else prior)
+        eps = self.draw(posterior if posterior is not None else prior, noise_keys)
         return TransitionNoise(prior, posterior, eps.to(u.dtype))
 
     def low_level(self, h: torch.Tensor, l: torch.Tensor, input_embedding: torch.Tensor) -> torch.Tensor:
@@ -310,27 +314,28 @@ class GRAM(nn.Module):
         """The deterministic proposal u; without a low level (K = 0) f_H reads the input directly."""
         return self.f_H(h, l) if self.K > 0 else self.f_H(h, input_embedding)
 
-    def draw(self, dist: Gaussian) -> torch.Tensor:
+    def draw(self, dist: Gaussian, noise_keys: torch.Tensor | None = None) -> torch.Tensor:
         """A residual from `dist`: its mean in guidance-only mode, else a sample."""
-        return dist.mean if self.noise_mode == "mean_only" else dist.sample()
+        return dist.mean if self.noise_mode == "mean_only" else dist.sample(noise_keys)
 
-    def transition(self, h, l, input_embedding, source: NoiseSource, target_context=None, test_sigma: float = 0.0):
+    def transition(self, h, l, input_embedding, source: NoiseSource, target_context=None, test_sigma: float = 0.0,
+                   noise_keys: torch.Tensor | None = None):
         """One transition: (h, l) -> (h', l', the noise drawn)."""
-        h, l, noise, _ = self._transition(h, l, input_embedding, source, target_context, test_sigma)
+        h, l, noise, _ = self._transition(h, l, input_embedding, source, target_context, test_sigma, noise_keys)
         return h, l, noise
 
-    def _transition(self, h, l, input_embedding, source, target_context, test_sigma):
+    def _transition(self, h, l, input_embedding, source, target_context, test_sigma, noise_keys=None):
         """Also returns a function that redoes the transition's end with another eps: eps -> (h', l')."""
         h_in = h
         l = self.low_level(h, l, input_embedding)
         if self.noise_on == "l":
-            noise = self.sample_noise(l, source, target_context, test_sigma)
+            noise = self.sample_noise(l, source, target_context, test_sigma, noise_keys)
             l_det = l
             l = l if noise is None else l + noise.eps
             return (self.high_level(h_in, l, input_embedding), l, noise,
                     lambda eps: (self.high_level(h_in, l_det + eps, input_embedding), l_det + eps))
         u = self.high_level(h_in, l, input_embedding)
-        noise = self.sample_noise(u, source, target_context, test_sigma)
+        noise = self.sample_noise(u, source, target_context, test_sigma, noise_keys)
         return (u if noise is None else u + noise.eps), l, noise, lambda eps: (u + eps, l)
 
     def judge(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -350,6 +355,7 @@ class GRAM(nn.Module):
         target_context: torch.Tensor | None = None,
         test_sigma: float = 0.0,
         prior_draw_grad: bool = False,
+        noise_keys: torch.Tensor | None = None,
     ) -> StepOutput:
         """T transitions from (h, l); gradients flow through the last one only (the rest run under no_grad).
 
@@ -360,9 +366,10 @@ class GRAM(nn.Module):
         the last, 100% posterior accuracy and 0% prior accuracy.
         """
         with torch.no_grad():
-            for _ in range(self.T - 1):
-                h, l, _ = self.transition(h, l, input_embedding, "prior", None, test_sigma)
-        h, l, noise, redo_with = self._transition(h, l, input_embedding, source, target_context, test_sigma)
+            for t in range(self.T - 1):
+                h, l, _ = self.transition(h, l, input_embedding, "prior", None, test_sigma, derive(noise_keys, t))
+        h, l, noise, redo_with = self._transition(h, l, input_embedding, source, target_context, test_sigma,
+                                                  derive(noise_keys, self.T - 1))
         logits = self.decode(h)
         if noise is None or noise.posterior is None:
             return StepOutput(h, l, logits, *self.judge(h), noise)
@@ -372,7 +379,7 @@ class GRAM(nn.Module):
         # With `prior_draw_grad` its decoding keeps the graph into the core (not into the prior: the draw is
         # detached, the prior learns from the KL alone), for the module's prior-draw reconstruction term.
         with torch.set_grad_enabled(prior_draw_grad and torch.is_grad_enabled()):
-            judged_h, judged_l = redo_with(self.draw(noise.prior).detach().to(h.dtype))
+            judged_h, judged_l = redo_with(self.draw(noise.prior, derive(noise_keys, self.T)).detach().to(h.dtype))
             judged_logits = self.decode(judged_h)
         return StepOutput(h, l, logits, *self.judge(judged_h), noise, judged_logits, judged_h, judged_l)
 
@@ -386,6 +393,7 @@ class GRAM(nn.Module):
         test_sigma: float = 0.0,
         step_fn=None,
         carry_prior_draw: bool = False,
+        noise_keys: torch.Tensor | None = None,
     ) -> Iterator[StepOutput]:
         """Sample one trajectory per row, yielding the output after each supervision step.
 
@@ -393,14 +401,15 @@ class GRAM(nn.Module):
         posterior shortcut). Depth scaling is `num_steps` > N_sup; width scaling is repeating rows of
         `inputs`. `step_fn` replaces `supervision_step` (e.g. its torch.compile'd version).
         `carry_prior_draw` continues a posterior rollout from each step's prior draw, as training with
-        carry="prior_draw" does.
+        carry="prior_draw" does. `noise_keys` (B,), one per row, make every draw of a row a function of its key
+        (keyed_noise.py), so that a row's trajectory does not depend on the batch around it; None: torch's RNG.
         """
         step_fn = step_fn or self.supervision_step
         e = self.embed_input(inputs, puzzle_ids)
         context = self.embed_target(labels) if labels is not None and self.target_embed is not None else None
         source: NoiseSource = "posterior" if context is not None else "prior"
-        h, l = self.initial_state(inputs.shape[0])
-        for _ in range(num_steps or self.N_sup):
-            out = step_fn(h, l, e, source, context, test_sigma)
+        h, l = self.initial_state(inputs.shape[0], derive(noise_keys, -1))
+        for step in range(num_steps or self.N_sup):
+            out = step_fn(h, l, e, source, context, test_sigma, noise_keys=derive(noise_keys, step))
             h, l = out.next_state(carry_prior_draw)
             yield out

@@ -6,16 +6,19 @@ import functools
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 
 from gram_lightning import losses
 from gram_lightning.metrics import SolveMetrics
+from gram_lightning.keyed_noise import sample_keys
 from gram_lightning.model import GRAM, StepOutput
+from gram_lightning.samples import Samples
 from gram_lightning.selection import SELECTION_RULES, SelectionRule, select
 
 # Inference knobs are not saved as hyperparameters: `gram test --ckpt_path` restores the saved ones
@@ -41,18 +44,16 @@ class Carry:
     halted: torch.Tensor  # (B,) replace the row with a fresh example at the next step
 
 
-@dataclass
-class Samples:
-    """N sampled trajectories per input after the last supervision step, and the chosen one."""
-
-    preds: torch.Tensor  # (B, N, L_out)
-    value: torch.Tensor  # (B, N)
-    halt_logits: torch.Tensor  # (B, N)
-    is_solution: torch.Tensor  # (B, N)
-    chosen: torch.Tensor  # (B, L_out)
-    chosen_index: torch.Tensor  # (B,)
-    score: torch.Tensor  # (B,)
-    steps: torch.Tensor  # (B, N) supervision steps run
+def without_padding(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """The batch without the rows a distributed evaluation sampler added to even out the ranks (`pad`), so
+    that every input is scored exactly once; None when nothing is left."""
+    pad = batch.get("pad")
+    if pad is None:
+        return batch
+    keep = ~pad
+    if not keep.any():
+        return None
+    return {k: v[keep] for k, v in batch.items() if k != "pad"}
 
 
 def plain_optimizer_factory(factory: OptimizerCallable) -> OptimizerCallable:
@@ -107,7 +108,8 @@ class GRAMModule(L.LightningModule):
         selection: How test / predict picks one of the N samples: vote, lprm (value head), halt, first.
         halt_at_inference: Stop each trajectory when its halt head says so (else run all num_steps).
         test_noise_sigma: Test-time Gaussian noise on a deterministic net (PTRM); needs noise="none".
-        inference_seed: Seed of the noise in validation / test / predict (offset per DDP rank).
+        inference_seed: Seed of the noise in validation / test / predict; an input's samples are a function of it and
+            the input's index, the same on any number of DDP ranks and at any batch size.
     """
 
     def __init__(
@@ -270,6 +272,23 @@ class GRAMModule(L.LightningModule):
             return self.beta
         return self.beta_start * (self.beta / self.beta_start) ** (step / self.beta_anneal_steps)
 
+    def kl_weight_elbo(self, step: int) -> float:
+        """The KL's weight on the ELBO's scale (CE summed over the L_out output tokens; 1 is the ELBO) at optimizer
+        step `step`: beta x L_out / L_total with the KL per position (kl_reduction "mean"), beta x L_out with the
+        KL of the whole latent ("sum"). One unit in which runs of any task and either reading compare."""
+        return self.kl_weight(step) * self.kl_positions * self.net.out_len / self.net.total_len
+
+    def on_fit_start(self) -> None:
+        if self.net.posterior is None:
+            return
+        weight = self.kl_weight_elbo(self.global_step)
+        reading = "summed over" if self.kl_positions > 1 else "averaged over"
+        rank_zero_info(f"KL weight on the ELBO scale: {weight:.4g} (beta {self.kl_weight(self.global_step):g}, KL "
+                       f"{reading} {self.net.total_len} latent positions, CE averaged over {self.net.out_len} output "
+                       f"tokens)")
+        for logger in self.loggers:
+            logger.log_hyperparams({"kl_weight_elbo": weight})
+
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: self.lr_factor(step))
@@ -301,11 +320,12 @@ class GRAMModule(L.LightningModule):
         torch.manual_seed(self._rank_seed(base))
 
     def _enter_inference_rng(self) -> None:
-        """Fixed, per-rank evaluation noise that leaves the training RNG stream where it was."""
+        """Fixed evaluation noise that leaves the training RNG stream where it was."""
         cuda = self.device.type == "cuda"
         # A stack: callbacks sample under their own inference_rng() inside the validation loop's.
         self._saved_rng.append((torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if cuda else None))
-        torch.manual_seed(self._rank_seed(self.inference_seed))
+        # Keyed by input where batches carry their index (see sample_depths); this seed covers the rest.
+        torch.manual_seed(self.inference_seed)
 
     def _exit_inference_rng(self) -> None:
         cpu_state, cuda_state = self._saved_rng.pop()
@@ -407,6 +427,8 @@ class GRAMModule(L.LightningModule):
             terms["ce_prior_draw"] = ce_prior
         if self.beta_start is not None:
             terms["beta"] = ce.new_tensor(beta)
+        if noise is not None and noise.posterior is not None:
+            terms["kl_weight_elbo"] = ce.new_tensor(self.kl_weight_elbo(self.global_step))
         return terms
 
     @staticmethod
@@ -452,16 +474,40 @@ class GRAMModule(L.LightningModule):
         posterior: bool = False,
     ) -> Samples:
         """Draw `num_samples` trajectories per input in one batch, `num_steps` supervision steps deep."""
+        depth = num_steps or self.net.N_sup
+        return dict(self.sample_depths(batch, num_samples, [depth], selection, posterior))[depth]
+
+    @torch.no_grad()
+    def sample_depths(
+        self,
+        batch: dict[str, torch.Tensor],
+        num_samples: int,
+        depths: list[int],
+        selection: SelectionRule = "vote",
+        posterior: bool = False,
+    ) -> Iterator[tuple[int, Samples]]:
+        """Roll N trajectories per input out to max(depths) once, yielding (depth, scored samples) at every
+        depth of `depths` on the way (reading a shallower depth costs nothing extra).
+
+        With the batch's `index` (each input's row in its split) every trajectory's noise is a function of
+        (inference_seed, index, sample number): an input gets the same samples in any batch and on any DDP rank.
+        Posterior rollouts (they see the label) draw from a separate stream.
+        """
         inputs, labels = batch["inputs"], batch.get("labels")
         B, N = inputs.shape[0], num_samples
+        wanted = sorted(set(depths))
+        if not wanted or wanted[0] < 1:
+            raise ValueError(f"depths must be supervision step counts >= 1, got {depths}")
         repeat = lambda t: None if t is None else t.repeat_interleave(N, dim=0)  # noqa: E731
-        rows_in, rows_labels = repeat(inputs), repeat(labels) if posterior else None
+        rows_in, rows_labels = repeat(inputs), repeat(labels)
+        keys = sample_keys(self.inference_seed, batch["index"], N, stream=int(posterior)) if "index" in batch else None
         halted = torch.zeros(B * N, dtype=torch.bool, device=inputs.device)
         steps = torch.zeros(B * N, dtype=torch.long, device=inputs.device)
         final: StepOutput | None = None
-        rollout = self.net.rollout(rows_in, num_steps, repeat(batch.get("puzzle_ids")), rows_labels, self.test_sigma,
-                                   self.step_fn, carry_prior_draw=self.carry_kind == "prior_draw")
-        for out in rollout:
+        rollout = self.net.rollout(rows_in, wanted[-1], repeat(batch.get("puzzle_ids")), rows_labels if posterior else None,
+                                   self.test_sigma, self.step_fn, carry_prior_draw=self.carry_kind == "prior_draw",
+                                   noise_keys=keys)
+        for depth, out in enumerate(rollout, start=1):
             if final is None or not self.halt_at_inference:
                 final = out
             else:  # rows that halted keep the output of the step at which they halted
@@ -473,23 +519,29 @@ class GRAMModule(L.LightningModule):
                     None,
                 )
             steps = steps + (~halted).long()
+            if depth in wanted:
+                yield depth, self._score(final, rows_in, rows_labels, steps, B, N, selection)
             if self.halt_at_inference:
                 halted = halted | (final.halt_logits > 0)
-                if halted.all():
-                    break
-        assert final is not None
-        preds = final.logits.argmax(-1)  # (B*N, L_out)
-        is_solution = self._check(rows_in, preds, repeat(labels))
+                if halted.all():  # every row has stopped: deeper readings are this one
+                    for deeper in (d for d in wanted if d > depth):
+                        yield deeper, self._score(final, rows_in, rows_labels, steps, B, N, selection)
+                    return
+
+    def _score(self, out: StepOutput, rows_in: torch.Tensor, rows_labels: torch.Tensor | None, steps: torch.Tensor,
+               B: int, N: int, selection: SelectionRule) -> Samples:
+        """Judge the (B * N) outputs of one step with the task and pick one per input."""
+        preds = out.logits.argmax(-1)  # (B*N, L_out)
+        is_solution = self._check(rows_in, preds, rows_labels).view(B, N)
+        conflicts = self.count_conflicts(rows_in, preds).view(B, N) if self.count_conflicts is not None else None
         preds = preds.view(B, N, -1)
-        value, halt_logits = final.value.view(B, N), final.halt_logits.view(B, N)
-        chosen = select(preds, selection, value, halt_logits)
-        return Samples(preds, value, halt_logits, is_solution.view(B, N), chosen.output, chosen.index, chosen.score, steps.view(B, N))
+        keys = self.canonical_output(preds) if self.canonical_output is not None else preds
+        value, halt_logits = out.value.view(B, N), out.halt_logits.view(B, N)
+        choice = select(keys, selection, value, halt_logits)
+        return Samples(preds, keys, value, halt_logits, is_solution, conflicts, steps.view(B, N), choice.index, choice.score)
 
     def update_metrics(self, metric: SolveMetrics, batch: dict[str, torch.Tensor], s: Samples) -> None:
-        chosen_ok = s.is_solution.gather(1, s.chosen_index[:, None]).squeeze(1)
-        keys = self.canonical_output(s.preds) if self.canonical_output is not None else None
-        conflicts = self.count_conflicts(batch["inputs"], s.chosen) if self.count_conflicts is not None else None
-        metric.update(s.preds, s.chosen, batch["labels"], s.is_solution, chosen_ok, batch.get("num_solutions"), keys, conflicts)
+        metric.update(s, batch["labels"], batch.get("num_solutions"))
 
     # ---- evaluation loops ----
 
@@ -524,6 +576,9 @@ class GRAMModule(L.LightningModule):
         self._reset_task_metrics("val")
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        batch = without_padding(batch)
+        if batch is None:
+            return
         s = self.sample(batch, self.val_num_samples, selection="vote")
         self.update_metrics(self.val_metrics, batch, s)
         self._update_task_metrics("val", batch, s)
@@ -549,6 +604,9 @@ class GRAMModule(L.LightningModule):
         self._reset_task_metrics("test")
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        batch = without_padding(batch)
+        if batch is None:
+            return
         s = self.sample(batch, self.num_samples, self.num_steps, self.selection)
         self.update_metrics(self.test_metrics, batch, s)
         self._update_task_metrics("test", batch, s)
@@ -563,7 +621,10 @@ class GRAMModule(L.LightningModule):
     def on_predict_epoch_start(self) -> None:
         self._enter_inference_rng()
 
-    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any] | None:
+        batch = without_padding(batch)
+        if batch is None:
+            return None
         s = self.sample(batch, self.num_samples, self.num_steps, self.selection)
         return {
             "inputs": batch["inputs"], "labels": batch.get("labels"), "samples": s.preds, "chosen": s.chosen,

@@ -24,28 +24,60 @@ class SampleSetMetrics(Metric):
       permutation of 1..n).
     - unique_fraction: distinct samples / samples.
     - unique_valid: distinct valid samples / samples.
-    - novel_fraction: valid samples that are not in `reference` (the training targets) / valid samples:
-      the share of correct outputs the model did not memorize.
+    - novel_fraction: valid samples that are not known / valid samples: the share of correct outputs
+      the model did not memorize. A sample is known when it equals a `reference` row, or, with ``known``,
+      when ``known`` says so (e.g. equivalent to a training target under the training augmentation,
+      which shows the model every such image of a target).
 
     Args:
         check: (inputs (B, L_in), samples (B, L)) -> (B,) bool, the task's checker.
-        reference: Token rows to compare against for novelty (e.g. all training targets); None skips it.
+        reference: Token rows a sample is compared with for novelty (e.g. all training targets).
+        known: (B, L) samples -> (B,) bool, replacing the comparison with ``reference``.
+        Without either, novelty is not reported.
     """
 
     full_state_update = False
     headline = "validity"  # the value the progress bar shows during validation
 
-    def __init__(self, check: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], reference: torch.Tensor | Iterable | None = None, **kwargs):
+    def __init__(
+        self,
+        check: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        reference: torch.Tensor | Iterable | None = None,
+        known: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
+        if reference is not None and known is not None:
+            raise ValueError("give reference (novelty by equality) or known (a custom test), not both")
         self.check = check
         self.reference = None if reference is None else set(row_hashes(torch.as_tensor(reference)).tolist())
+        self.known = known
         self.add_state("hashes", default=[], dist_reduce_fx="cat")
         self.add_state("valid", default=[], dist_reduce_fx="cat")
+        self.add_state("novel", default=[], dist_reduce_fx="cat")
+
+    @property
+    def reports_novelty(self) -> bool:
+        return self.reference is not None or self.known is not None
 
     def update(self, batch: dict[str, torch.Tensor], samples: torch.Tensor) -> None:
         """batch["inputs"] (B, L_in) and the samples (B, L) drawn for them."""
-        self.valid.append(self.check(batch["inputs"], samples).to(self.device))
-        self.hashes.append(row_hashes(samples).to(self.device))
+        valid = self.check(batch["inputs"], samples).bool().cpu()
+        hashes = row_hashes(samples)
+        self.valid.append(valid.to(self.device))
+        self.hashes.append(hashes.to(self.device))
+        if self.reports_novelty:
+            self.novel.append((valid & ~self._is_known(samples, hashes, valid)).to(self.device))
+
+    def _is_known(self, samples: torch.Tensor, hashes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: the sample is known (see the class docstring); only valid samples are asked."""
+        if self.known is None:
+            return torch.tensor([h in self.reference for h in hashes.tolist()], dtype=torch.bool)
+        out = torch.zeros(len(samples), dtype=torch.bool)
+        rows = valid.nonzero().view(-1)
+        if len(rows):
+            out[rows] = torch.as_tensor(self.known(samples.detach().cpu()[rows])).bool().view(-1)
+        return out
 
     def compute(self) -> dict[str, torch.Tensor]:
         if not self.hashes:
@@ -58,8 +90,7 @@ class SampleSetMetrics(Metric):
             "unique_fraction": torch.tensor(len(torch.unique(hashes)) / n),
             "unique_valid": torch.tensor(len(torch.unique(hashes[valid])) / n),
         }
-        if self.reference is not None:
-            valid_hashes = hashes[valid].tolist()
-            novel = sum(h not in self.reference for h in valid_hashes)
-            out["novel_fraction"] = torch.tensor(novel / max(len(valid_hashes), 1))
+        if self.reports_novelty:
+            novel = dim_zero_cat(self.novel).bool().cpu()
+            out["novel_fraction"] = novel.float().sum() / max(int(valid.sum()), 1)
         return {k: v.float() for k, v in out.items()}

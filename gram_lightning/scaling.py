@@ -11,27 +11,33 @@ import torch
 
 from gram_lightning.atomic import atomic_write_bytes
 from gram_lightning.module import GRAMModule
-from gram_lightning.selection import SelectionRule, first_occurrences, select
+from gram_lightning.selection import SelectionRule
 
 
 @dataclass
 class ScalingResult:
-    """Per-input outcomes, keyed by (N, steps): exact (chosen output valid), pass (any valid), distinct
-    valid solutions found, and each input's number of valid solutions (0 where unknown)."""
+    """Per-input outcomes, keyed by (N, steps): exact (the chosen output is valid), passed (any sample valid),
+    sample_acc (the fraction of the N samples that are valid), distinct valid solutions found, conflicts of the
+    chosen output and the mean conflicts of one sample (tasks that count them), and each input's number of valid
+    solutions (0 where unknown)."""
 
     exact: dict[tuple[int, int], torch.Tensor]
     passed: dict[tuple[int, int], torch.Tensor]
+    sample_acc: dict[tuple[int, int], torch.Tensor]
     distinct: dict[tuple[int, int], torch.Tensor]
     num_solutions: torch.Tensor
     conflicts: dict[tuple[int, int], torch.Tensor]
+    sample_conflicts: dict[tuple[int, int], torch.Tensor]
 
     def table(self) -> list[dict]:
-        """One row per (N, steps): exact_acc, pass_at_n, distinct_solutions, coverage, conflict_edges."""
+        """One row per (N, steps): sample_acc, exact_acc, pass_at_n, distinct_solutions, coverage, and
+        conflict_edges / sample_conflict_edges summed over the inputs (SolveMetrics' definitions)."""
         rows = []
         known = self.num_solutions > 0
         for key in sorted(self.exact):
             width, steps = key
             row = {"N": width, "steps": steps, "inputs": int(self.exact[key].numel()),
+                   "sample_acc": self.sample_acc[key].float().mean().item(),
                    "exact_acc": self.exact[key].float().mean().item(),
                    "pass_at_n": self.passed[key].float().mean().item(),
                    "distinct_solutions": self.distinct[key].float().mean().item()}
@@ -39,6 +45,7 @@ class ScalingResult:
                 row["coverage"] = (self.distinct[key][known] / self.num_solutions[known]).mean().item()
             if key in self.conflicts:
                 row["conflict_edges"] = int(self.conflicts[key].sum())
+                row["sample_conflict_edges"] = self.sample_conflicts[key].double().sum().item()
             rows.append(row)
         return rows
 
@@ -56,44 +63,40 @@ class ScalingResult:
                 cov = (self.distinct[(width, s)][mask] / self.num_solutions[mask]).mean().item()
                 label = f"{lo}" if hi == lo + 1 else (f"{lo}+" if hi == float("inf") else f"{lo}-{int(hi) - 1}")
                 rows.append({"N": width, "steps": s, "num_solutions": label, "inputs": int(mask.sum()),
+                             "sample_acc": self.sample_acc[(width, s)][mask].float().mean().item(),
                              "exact_acc": exact[mask].float().mean().item(), "coverage": cov})
         return rows
 
 
 @torch.no_grad()
 def evaluate_grid(module: GRAMModule, batches, widths: list[int], steps: list[int], selection: SelectionRule = "vote") -> ScalingResult:
-    """For each width N, sample N trajectories per input in one batch, roll them out to max(steps) once and
-    read the outputs at every depth of `steps` on the way (depth costs nothing extra)."""
-    depth = max(steps)
-    out: dict[str, dict] = {k: defaultdict(list) for k in ("exact", "passed", "distinct", "conflicts")}
+    """For each width N, sample N trajectories per input in one batch (the module's sampler), roll them out to
+    max(steps) once and score the outputs at every depth of `steps` on the way (depth costs nothing extra)."""
+    out: dict[str, dict] = {k: defaultdict(list) for k in ("exact", "passed", "sample_acc", "distinct", "conflicts", "sample_conflicts")}
     counts = []
-    with module.inference_rng():
-        for batch in batches:
-            batch = {k: v.to(module.device) for k, v in batch.items()}
-            inputs, labels = batch["inputs"], batch["labels"]
-            B = inputs.shape[0]
-            counts.append(batch.get("num_solutions", torch.zeros(B, dtype=torch.long, device=inputs.device)).cpu())
-            for width in widths:
-                rows_in = inputs.repeat_interleave(width, 0)
-                ids = batch.get("puzzle_ids")
-                ids = None if ids is None else ids.repeat_interleave(width, 0)
-                rollout = module.net.rollout(rows_in, depth, ids, None, module.test_sigma, module.step_fn)
-                for step, step_out in enumerate(rollout, start=1):
-                    if step not in steps:
-                        continue
-                    preds = step_out.logits.argmax(-1)  # (B*N, L_out)
-                    ok = module._check(rows_in, preds, labels.repeat_interleave(width, 0)).view(B, width)
-                    preds = preds.view(B, width, -1)
-                    chosen = select(preds, selection, step_out.value.view(B, width), step_out.halt_logits.view(B, width))
-                    keys = module.canonical_output(preds) if module.canonical_output is not None else preds
-                    key = (width, step)
-                    out["exact"][key].append(ok.gather(1, chosen.index[:, None]).squeeze(1).cpu())
-                    out["passed"][key].append(ok.any(1).cpu())
-                    out["distinct"][key].append((first_occurrences(keys) & ok).sum(1).cpu())
-                    if module.count_conflicts is not None:
-                        out["conflicts"][key].append(module.count_conflicts(inputs, chosen.output).cpu())
+    was_training = module.training
+    module.eval()
+    try:
+        with module.inference_rng():
+            for batch in batches:
+                batch = {k: v.to(module.device) for k, v in batch.items()}
+                B = batch["inputs"].shape[0]
+                counts.append(batch.get("num_solutions", torch.zeros(B, dtype=torch.long, device=module.device)).cpu())
+                for width in widths:
+                    for depth, s in module.sample_depths(batch, width, steps, selection):
+                        key = (width, depth)
+                        out["exact"][key].append(s.chosen_ok.cpu())
+                        out["passed"][key].append(s.is_solution.any(1).cpu())
+                        out["sample_acc"][key].append(s.is_solution.float().mean(1).cpu())
+                        out["distinct"][key].append(s.distinct_solutions.cpu())
+                        if s.conflicts is not None:
+                            out["conflicts"][key].append(s.conflicts.gather(1, s.chosen_index[:, None]).squeeze(1).cpu())
+                            out["sample_conflicts"][key].append(s.conflicts.float().mean(1).cpu())
+    finally:
+        module.train(was_training)
     cat = {name: {k: torch.cat(v) for k, v in d.items()} for name, d in out.items()}
-    return ScalingResult(cat["exact"], cat["passed"], cat["distinct"], torch.cat(counts), cat["conflicts"])
+    return ScalingResult(cat["exact"], cat["passed"], cat["sample_acc"], cat["distinct"], torch.cat(counts),
+                         cat["conflicts"], cat["sample_conflicts"])
 
 
 def plot(result: ScalingResult, path, title: str, trained_steps: int | None = None, bins: list[int] | None = None) -> None:
@@ -112,10 +115,13 @@ def plot(result: ScalingResult, path, title: str, trained_steps: int | None = No
     axes = axes[0]
     for width in widths:
         mine = [r for r in rows if r["N"] == width]
-        axes[0].plot([r["steps"] for r in mine], [100 * r["exact_acc"] for r in mine], marker="o", label=f"N={width}")
+        axes[0].plot([r["steps"] for r in mine], [100 * r["exact_acc"] for r in mine], marker="o", label=f"N={width} voted")
+        if width == widths[-1]:  # single-shot accuracy does not depend on N: one line, from the most samples
+            axes[0].plot([r["steps"] for r in mine], [100 * r["sample_acc"] for r in mine], marker="x", ls="--",
+                         color="black", label="single sample")
         if has_cov:
             axes[1].plot([r["steps"] for r in mine], [100 * r["coverage"] for r in mine], marker="o", label=f"N={width}")
-    for ax, name in zip(axes[:2], ("exact accuracy (%)", "coverage (%)")):
+    for ax, name in zip(axes[:2], ("accuracy (%)", "coverage (%)")):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("supervision steps")
         ax.set_ylabel(name)

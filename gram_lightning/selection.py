@@ -40,6 +40,9 @@ def select(preds: torch.Tensor, rule: SelectionRule, value: torch.Tensor, halt_l
 
     vote: the most frequent prediction, ties broken by the LPRM value. lprm: best-of-N by the value
     head. halt: the most confident halt head. first: sample 0 (N=1 behaviour).
+
+    Pass canonical forms as `preds` where the task has them (graph colorings up to a renaming of the
+    colours): the vote then counts one answer written in several labellings as one answer.
     """
     if rule == "vote":
         share = vote_counts(preds).float() / preds.shape[1]

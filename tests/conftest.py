@@ -1,5 +1,7 @@
+import lightning as L
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from gram_lightning.model import GRAM
 
@@ -20,3 +22,17 @@ def tiny_net(**overrides) -> GRAM:
 
 TINY_TRAINER = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                     enable_progress_bar=False, enable_model_summary=False)
+
+
+class RandomBoards(L.LightningDataModule):
+    """Random 16-token boards; the module falls back to exact-match checking without check_solution."""
+
+    vocab_size, seq_len, out_len, num_puzzle_ids = 6, 16, 16, 0
+
+    def _loader(self):
+        g = torch.Generator().manual_seed(0)
+        labels = torch.randint(2, 6, (32, 16), generator=g)
+        inputs = torch.where(torch.rand(32, 16, generator=g) < 0.5, labels, torch.ones_like(labels))
+        return DataLoader([{"inputs": x, "labels": y} for x, y in zip(inputs, labels)], batch_size=8, drop_last=True)
+
+    train_dataloader = val_dataloader = test_dataloader = _loader

@@ -108,7 +108,7 @@ def test_resume_continues_with_same_step_and_ema_state(tmp_path):
 
     class RecordResumeState(L.Callback):
         def on_train_start(self, trainer, pl_module):
-            ema = next(cb for cb in trainer.callbacks if type(cb).__name__ == "EMAWeightAveraging")
+            ema = next(cb for cb in trainer.callbacks if type(cb).__name__ == "RampedEMA")
             seen["step"] = trainer.global_step
             seen["ema"] = {k: v.clone() for k, v in ema._average_model.module.state_dict().items()}
             seen["current"] = {k: v.clone() for k, v in pl_module.state_dict().items()}

@@ -405,6 +405,32 @@ def test_train_and_test_are_disjoint_up_to_isomorphism(dm):
     assert torch.equal(dm.splits["val"].inputs, dm.splits["test"].inputs[:VAL])
 
 
+def _brute_force_classes(edges: np.ndarray, n: int) -> list[bytes]:
+    """Isomorphism class of each (G, n(n-1)/2) bool graph: its smallest packed upper triangle over
+    all n! relabellings (no code shared with `isomorphism_key`)."""
+    perms = np.array(list(itertools.permutations(range(n))))
+    rows, cols = np.triu_indices(n, 1)
+    classes = []
+    for row in edges:
+        adj = np.zeros((n, n), dtype=bool)
+        adj[rows, cols] = row
+        adj |= adj.T
+        relabelled = adj[perms[:, :, None], perms[:, None, :]][:, rows, cols]  # (n!, n(n-1)/2)
+        classes.append(min(map(bytes, np.packbits(relabelled, axis=1))))
+    return classes
+
+
+def test_no_relabelling_maps_a_test_graph_onto_a_training_graph(dm):
+    # Training relabels nodes at random, so a training graph isomorphic to a test graph would show
+    # that test graph during training; brute force over all 7! relabellings finds none.
+    test = set(_brute_force_classes(dm.splits["test"].inputs.numpy() == 2, N))
+    train = _brute_force_classes(dm.splits["train"].inputs.numpy() == 2, N)
+    assert not test & set(train)
+    # Without the guard the same stream has such graphs, so the check above can fail.
+    unguarded = generate_split("train", TRAIN, n=N)
+    assert test & set(_brute_force_classes(np.array(unguarded["inputs"]) == 2, N))
+
+
 def test_cached_reload_is_identical(dm, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("the cache should have been used")

@@ -298,9 +298,9 @@ def test_posterior_rollout_can_continue_from_each_steps_prior_draw():
     for carry_prior_draw in (False, True):
         seen = []
 
-        def step(h, l, *args):
+        def step(h, l, *args, **kwargs):
             seen.append(h)
-            return net.supervision_step(h, l, *args)
+            return net.supervision_step(h, l, *args, **kwargs)
 
         outs = list(net.rollout(inputs, 2, labels=labels, step_fn=step, carry_prior_draw=carry_prior_draw))
         expected = outs[0].judged_h if carry_prior_draw else outs[0].h

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-import torch
 
 from gram_lightning.cli import GramCLI
 from gram_lightning.module import GRAMModule

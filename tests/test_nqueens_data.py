@@ -22,8 +22,10 @@ from datamodules.nqueens import (
     default_num_removed,
     dihedral_permutations,
     is_valid_nqueens,
+    orbit_ids,
     partial_boards,
     solve_nqueens,
+    split_rows,
 )
 
 datasets.disable_progress_bars()
@@ -72,6 +74,13 @@ def _board(cols: tuple[int, ...] | list[int], n: int | None = None) -> torch.Ten
         if c >= 0:
             board[r, c] = nqueens.QUEEN_TOKEN
     return board.view(-1)
+
+
+def _symmetric_images(board: np.ndarray, n: int) -> list[bytes]:
+    """The 8 images of a token board under the rotations and reflections of the square, by
+    numpy's rot90 and transpose (no code shared with `dihedral_permutations`)."""
+    grid = np.asarray(board).reshape(n, n)
+    return [np.rot90(g, k).tobytes() for g in (grid, grid.T) for k in range(4)]
 
 
 def _reference_inputs(n: int, num_removed: list[int]) -> dict[frozenset, set[frozenset]]:
@@ -251,6 +260,7 @@ def test_datamodule_attributes_before_setup(tmp_path):
         (dict(batch_size=0), "batch_size"),
         (dict(eval_batch_size=0), "eval_batch_size"),
         (dict(seed=-1), "seed"),
+        (dict(split="random"), "split must be one of"),
     ],
 )
 def test_datamodule_rejects_bad_arguments(tmp_path, kwargs, problem):
@@ -263,7 +273,7 @@ def test_datamodule_8x8_splits_and_batches(tmp_path):
     dm.prepare_data()
     dm.setup("fit")
     train, val, test = dm.splits["train"], dm.splits["val"], dm.splits["test"]
-    assert (len(train), len(test), len(val)) == (4376, 772, 100)  # 5,148 inputs split 85:15
+    assert (len(train), len(test), len(val)) == (4372, 776, 100)  # 5,148 inputs in 648 orbits, about 85:15
     train_keys, test_keys = _keys(train.inputs), _keys(test.inputs)
     assert len(set(train_keys)) == len(train_keys) and len(set(test_keys)) == len(test_keys)
     assert not set(train_keys) & set(test_keys)
@@ -282,7 +292,7 @@ def test_datamodule_8x8_splits_and_batches(tmp_path):
         assert torch.equal(data.num_removed, 8 - (data.inputs == 2).sum(1))
 
     loader = dm.train_dataloader()
-    assert len(loader) == 4376 // 32
+    assert len(loader) == 4372 // 32
     batch = next(iter(loader))
     _check_batch(batch, 32, 8)
     assert torch.equal(batch["num_solutions"], train.num_solutions[batch["index"]])
@@ -296,7 +306,7 @@ def test_datamodule_8x8_splits_and_batches(tmp_path):
     assert torch.equal(counts, val_batch["num_solutions"])
     assert torch.equal(solutions[:, 0], val_batch["labels"])  # eval labels: the first completion
     assert dm.check_solution(val_batch["inputs"], val_batch["labels"]).all()
-    assert len(dm.test_dataloader()) == -(-772 // 50)
+    assert len(dm.test_dataloader()) == -(-776 // 50)
 
 
 def test_datamodule_draws_random_completions_for_training(tmp_path):
@@ -327,7 +337,7 @@ def test_datamodule_cache_reuse_and_subsets(tmp_path, monkeypatch):
     dm.prepare_data()
     dm.setup("fit")
     train, test = dm.splits["train"], dm.splits["test"]
-    assert (len(train), len(test)) == (139, 25)  # 164 distinct 6x6 inputs, each with 1 completion
+    assert (len(train), len(test)) == (136, 28)  # 164 distinct 6x6 inputs in 22 orbits, each with 1 completion
     assert (train.num_solutions == 1).all()
     _check_batch(next(iter(dm.train_dataloader())), 8, 6)
 
@@ -358,7 +368,7 @@ def test_datamodule_errors(tmp_path):
     with pytest.raises(RuntimeError, match="setup"):
         _datamodule(tmp_path).train_dataloader()
     dm = _datamodule(tmp_path, board_size=6, num_val_puzzles=30)
-    with pytest.raises(ValueError, match="num_val_puzzles=30 but the test split has only 25"):
+    with pytest.raises(ValueError, match="num_val_puzzles=30 but the test split has only 28"):
         dm.setup()
     dm = _datamodule(tmp_path, board_size=6, batch_size=200)
     dm.setup()
@@ -375,3 +385,77 @@ def test_datamodule_with_workers(tmp_path):
     dm = _datamodule(tmp_path, board_size=6, batch_size=16, num_workers=1)
     dm.setup()
     _check_batch(next(iter(dm.train_dataloader())), 16, 6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Train/test split by symmetry orbit
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [6, 8])
+def test_orbit_ids_match_brute_force_orbits(n):
+    inputs = partial_boards(n).inputs
+    ids = orbit_ids(inputs, n)
+    keys = [min(_symmetric_images(board, n)) for board in inputs]
+    assert len(set(zip(ids.tolist(), keys))) == len(set(ids.tolist())) == len(set(keys))  # the same partition
+    assert sorted(set(ids.tolist())) == list(range(len(set(keys))))
+    shuffled = np.random.default_rng(0).permutation(len(inputs))
+    assert torch.equal(torch.from_numpy(orbit_ids(inputs[shuffled], n)), torch.from_numpy(ids[shuffled]))
+    with pytest.raises(ValueError, match="token boards of a 8x8 board"):
+        orbit_ids(inputs[:, :-1], 8)
+    with pytest.raises(ValueError, match="split must be one of"):
+        split_rows(partial_boards(n), 0, "random")
+
+
+def _leaked_test_inputs(dm: NQueensDataModule) -> int:
+    """Test inputs one of whose 8 symmetric images is a training input."""
+    n = dm.board_size
+    train = set(_keys(dm.splits["train"].inputs))
+    return sum(any(image in train for image in _symmetric_images(board, n)) for board in dm.splits["test"].inputs.numpy())
+
+
+@pytest.mark.parametrize("n, sizes", [(8, (4372, 776)), (10, (36908, 6512))])
+def test_orbit_split_keeps_every_symmetric_image_of_test_out_of_train(tmp_path, n, sizes):
+    dm = _datamodule(tmp_path, board_size=n)
+    dm.setup()
+    train, test = dm.splits["train"], dm.splits["test"]
+    assert (len(train), len(test)) == sizes
+    assert abs(len(test) / (len(train) + len(test)) - nqueens.TEST_FRACTION) < 0.02
+    train_keys, test_keys = _keys(train.inputs), _keys(test.inputs)
+    assert not set(train_keys) & set(test_keys) and len(set(train_keys + test_keys)) == len(partial_boards(n))
+    assert _leaked_test_inputs(dm) == 0
+    # Augmented training batches never show a test input either.
+    shown = dm.train_dataloader().collate_fn(dm.train_dataloader().dataset.__getitems__(list(range(len(train)))))
+    assert not set(_keys(shown["inputs"].to(torch.uint8))) & set(test_keys)
+    # The splits are stored shuffled, not orbit by orbit, so the validation prefix is a uniform
+    # random sample of the test split: few neighbours share an orbit (7 in 8 would, orbit by orbit).
+    ids = orbit_ids(test.inputs.numpy(), n)
+    assert (ids[1:] == ids[:-1]).mean() < 0.05
+
+
+def test_paper_split_leaks_test_inputs_into_training(tmp_path):
+    dm = _datamodule(tmp_path, board_size=8, split="paper")
+    dm.setup()
+    train, test = dm.splits["train"], dm.splits["test"]
+    assert (len(train), len(test)) == (4376, 772)  # the paper's 85:15 of the 5,148 inputs
+    assert not set(_keys(train.inputs)) & set(_keys(test.inputs))  # disjoint as inputs...
+    assert _leaked_test_inputs(dm) == len(test)  # ...but every test input is a training input up to symmetry
+    orbit = _datamodule(tmp_path, board_size=8)
+    orbit.setup()
+    assert not torch.equal(orbit.splits["test"].inputs[:10], test.inputs[:10])  # separate cache entries
+    assert len(list((tmp_path / "cache").iterdir())) == 4
+
+
+def test_orbit_split_cached_rebuild_is_equal(tmp_path, monkeypatch):
+    dm = _datamodule(tmp_path, board_size=8)
+    dm.setup()
+    monkeypatch.setattr(nqueens, "partial_boards", lambda *a, **k: pytest.fail("the cache should have been used"))
+    again = _datamodule(tmp_path, board_size=8)
+    again.setup()
+    monkeypatch.undo()
+    rebuilt = _datamodule(tmp_path / "fresh", board_size=8)
+    rebuilt.setup()
+    for other in (again, rebuilt):
+        for split in ("train", "val", "test"):
+            assert torch.equal(dm.splits[split].inputs, other.splits[split].inputs), split
+            assert torch.equal(dm.splits[split].num_solutions, other.splits[split].num_solutions), split

@@ -3,7 +3,9 @@
 import pytest
 import torch
 
+from datamodules.graph_coloring import canonical_output
 from gram_lightning.metrics import SolveMetrics
+from gram_lightning.samples import Samples
 from gram_lightning.selection import first_occurrences, select, vote_counts
 
 A, B, C = [2, 3], [3, 2], [4, 4]
@@ -29,15 +31,24 @@ def test_vote_picks_the_majority_and_lprm_breaks_ties():
         select(preds, "best", value, halt)
 
 
+def scored(preds, is_solution, chosen_index, keys=None, conflicts=None) -> Samples:
+    """Hand-made Samples: preds (B, N, L), is_solution (B, N), chosen_index (B,)."""
+    preds, is_solution = torch.as_tensor(preds), torch.as_tensor(is_solution)
+    B, N = is_solution.shape
+    return Samples(preds, preds if keys is None else torch.as_tensor(keys), torch.zeros(B, N), torch.zeros(B, N),
+                   is_solution, None if conflicts is None else torch.as_tensor(conflicts), torch.ones(B, N, dtype=torch.long),
+                   torch.as_tensor(chosen_index), torch.zeros(B))
+
+
 def test_solve_metrics_on_hand_made_samples():
     metric = SolveMetrics()
-    samples = torch.tensor([[A, B, A], [C, C, C]])  # puzzle 1 has two solutions A and B; puzzle 2 none found
+    # puzzle 1 has two solutions A and B; puzzle 2 none found
+    s = scored([[A, B, A], [C, C, C]], [[True, True, True], [False, False, False]], [0, 0])
     labels = torch.tensor([B, [4, 3]])
-    is_solution = torch.tensor([[True, True, True], [False, False, False]])
-    chosen = torch.tensor([A, C])
-    metric.update(samples, chosen, labels, is_solution, is_solution[:, 0], num_solutions=torch.tensor([4, 2]))
+    metric.update(s, labels, num_solutions=torch.tensor([4, 2]))
     out = metric.compute()
     assert out["exact_acc"] == 0.5  # A solves puzzle 1 although the label is B
+    assert out["sample_acc"] == 0.5  # 3 of the 6 samples are solutions
     assert out["exact_match"] == 0.0
     assert out["token_acc"] == pytest.approx(0.25)  # A vs B: 0 of 2 tokens; C vs [4, 3]: 1 of 2
     assert out["pass_at_n"] == 0.5
@@ -45,11 +56,18 @@ def test_solve_metrics_on_hand_made_samples():
     assert out["coverage"] == pytest.approx((2 / 4 + 0 / 2) / 2)
 
 
+def test_sample_accuracy_counts_every_sample_not_the_vote():
+    metric = SolveMetrics()
+    # The vote picks the valid answer every time, but only 2 of 5 samples are valid: single-shot accuracy 40%.
+    s = scored([[A, A, B, C, C]], [[True, True, False, False, False]], [0])
+    metric.update(s, torch.tensor([A]))
+    out = metric.compute()
+    assert out["exact_acc"] == 1.0 and out["sample_acc"] == pytest.approx(0.4) and out["pass_at_n"] == 1.0
+
+
 def test_token_accuracy_ignores_pad():
     metric = SolveMetrics()
-    samples = torch.tensor([[[2, 3, 5]]])
-    labels = torch.tensor([[2, 4, 0]])
-    metric.update(samples, samples[:, 0], labels, torch.tensor([[False]]), torch.tensor([False]))
+    metric.update(scored([[[2, 3, 5]]], [[False]], [0]), torch.tensor([[2, 4, 0]]))
     out = metric.compute()
     assert out["token_acc"] == 0.5 and "coverage" not in out
 
@@ -60,10 +78,24 @@ def test_distinct_solutions_use_canonical_keys_and_conflicts_are_summed():
     samples = torch.tensor([[[3, 4, 3], [4, 3, 4], [3, 3, 4]]])
     keys = torch.tensor([[[3, 4, 3], [3, 4, 3], [3, 3, 4]]])
     is_solution = torch.tensor([[True, True, True]])
-    metric.update(samples, samples[:, 0], samples[:, 0], is_solution, is_solution[:, 0], torch.tensor([4]), keys,
-                  chosen_conflicts=torch.tensor([2]))
-    metric.update(samples, samples[:, 0], samples[:, 0], is_solution, is_solution[:, 0], torch.tensor([4]), keys,
-                  chosen_conflicts=torch.tensor([0]))
+    metric.update(scored(samples, is_solution, [0], keys, conflicts=[[2, 0, 1]]), samples[:, 0], torch.tensor([4]))
+    metric.update(scored(samples, is_solution, [1], keys, conflicts=[[2, 0, 1]]), samples[:, 0], torch.tensor([4]))
     out = metric.compute()
     assert out["distinct_solutions"] == 2.0 and out["coverage"] == pytest.approx(0.5)
+    # The chosen samples have 2 and 0 conflicts; one sample has (2 + 0 + 1) / 3 = 1 on average, per input.
     assert out["conflict_edges"] == 2.0 and out["conflict_edges_per_input"] == 1.0
+    assert out["sample_conflict_edges"] == pytest.approx(2.0) and out["sample_conflict_edges_per_input"] == pytest.approx(1.0)
+
+
+def test_vote_on_canonical_forms_keeps_a_coloring_in_many_labellings_together():
+    # One valid 3-coloring of a 4-node path written in 5 colour labellings, and one invalid output twice.
+    valid = [[3, 4, 3, 4], [4, 3, 4, 3], [3, 5, 3, 5], [5, 3, 5, 3], [4, 5, 4, 5]]
+    invalid = [3, 3, 3, 3]
+    preds = torch.tensor([[*valid, invalid, invalid]])  # (1, 7, 4)
+    value, halt = torch.zeros(1, 7), torch.zeros(1, 7)
+    assert select(preds, "vote", value, halt).output.tolist() == [invalid]  # raw tokens: 2 votes beat 1 each
+    is_solution = torch.tensor([[True] * 5 + [False] * 2])
+    s = scored(preds, is_solution, [0], keys=canonical_output(preds, 3))
+    chosen = s.reselect("vote")
+    assert chosen.chosen_ok.item() and chosen.score.item() == pytest.approx(5 / 7)
+    assert chosen.distinct_solutions.item() == 1

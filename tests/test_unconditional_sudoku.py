@@ -6,10 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from datamodules.sudoku import BLANK_TOKEN, SudokuDataModule, is_valid_sudoku
+from datamodules.sudoku import BLANK_TOKEN, SudokuDataModule, generate_full_grid, is_valid_sudoku
+from datamodules.sudoku_equivalence import EquivalenceIndex
 from gram_lightning.cli import GramCLI
 from gram_lightning.module import GRAMModule
 from gram_lightning.sample_set_metrics import SampleSetMetrics, row_hashes
@@ -53,6 +55,43 @@ def test_sample_set_metrics_count_validity_uniqueness_and_novelty():
     assert out["unique_valid"] == pytest.approx(0.5)  # good, other
     assert out["novel_fraction"] == pytest.approx(1 / 3)  # of the 3 valid samples only `other` is new
     assert len(set(row_hashes(torch.stack([good, other, bad])).tolist())) == 3
+
+
+def test_novelty_counts_samples_equivalent_to_a_training_grid_as_known():
+    good = tokens(GRID)
+    # The transpose with digits relabelled: another valid grid, and one that augmentation makes from `good`.
+    image = tokens([[(GRID[c][r] % 9) + 1 for c in range(9)] for r in range(9)])
+    outside = tokens([row[:2] + row[3:4] + row[2:3] + row[4:] for row in GRID])  # columns 2, 3: not a group move
+    rng_grid = torch.tensor(generate_full_grid(9, np.random.default_rng(0))) + BLANK_TOKEN
+    check = lambda inputs, samples: torch.ones(len(samples), dtype=torch.bool)  # noqa: E731
+    samples = torch.stack([good, image, outside, rng_grid])
+    blank = torch.full((4, 81), BLANK_TOKEN)
+    plain = SampleSetMetrics(check, reference=good[None])
+    plain.update({"inputs": blank}, samples)
+    assert plain.compute()["novel_fraction"] == pytest.approx(3 / 4)  # only `good` itself is known
+    aware = SampleSetMetrics(check, known=EquivalenceIndex(good[None], 9).known)
+    aware.update({"inputs": blank}, samples)
+    assert aware.compute()["novel_fraction"] == pytest.approx(2 / 4)  # `image` is known too
+    with pytest.raises(ValueError, match="not both"):
+        SampleSetMetrics(check, reference=good[None], known=lambda s: s)
+
+
+def test_generation_metrics_follow_the_augmentation(tmp_path):
+    with_aug, without = _datamodule(tmp_path), _datamodule(tmp_path, augment=False)
+    for dm in (with_aug, without):
+        dm.setup()
+    grids = with_aug.splits["train"].solutions[:, 0].long()
+    assert torch.equal(grids, without.splits["train"].solutions[:, 0].long())  # the same data
+    test_grids = with_aug.splits["test"].solutions[:, 0].long()  # valid, never training grids
+    blank = torch.full((len(test_grids), 16), BLANK_TOKEN)
+    novelty = {}
+    for name, dm in (("augment", with_aug), ("plain", without)):
+        metric = dm.generation_metrics()
+        metric.update({"inputs": blank}, test_grids)
+        novelty[name] = float(metric.compute()["novel_fraction"])
+    # The 288 solved 4x4 grids form 2 classes, both among 60 training grids: with augmentation
+    # nothing is new; by plain equality every held-out grid is.
+    assert novelty == {"augment": 0.0, "plain": 1.0}
 
 
 def _datamodule(tmp_path, **kw) -> SudokuDataModule:
