@@ -11,6 +11,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from callbacks.run_files import run_file
 from gram_lightning.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from gram_lightning.module import without_padding
 from gram_lightning.render import tile
 
 
@@ -47,8 +48,9 @@ class GeneratedSamplesWriter(L.Callback):
         self.samples, self.inputs = [], []
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if self.metric is None:
+        if self.metric is None or outputs is None:  # no metric, or a batch of DDP padding rows only
             return
+        batch = without_padding(batch)
         self.metric.update(batch, outputs["chosen"])
         self.samples.append(outputs["chosen"].cpu())
         self.inputs.append(batch["inputs"].cpu())

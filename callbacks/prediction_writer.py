@@ -35,11 +35,14 @@ class JsonlPredictionWriter(BasePredictionWriter):
         self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         self._file = open(self._tmp, "w")
 
-    def write_on_batch_end(self, trainer, pl_module, prediction: dict[str, Any], batch_indices, batch, batch_idx, dataloader_idx) -> None:
+    def write_on_batch_end(self, trainer, pl_module, prediction: dict[str, Any] | None, batch_indices, batch, batch_idx, dataloader_idx) -> None:
+        if prediction is None:  # a batch of DDP padding rows only: nothing to write
+            return
         to_list = lambda t: None if t is None else t.tolist()  # noqa: E731
         rows = {k: to_list(v) for k, v in prediction.items()}
         for i in range(len(rows["inputs"])):
             line = {
+                "index": rows["index"][i],
                 "inputs": rows["inputs"][i],
                 "target": None if rows["labels"] is None else rows["labels"][i],
                 "samples": rows["samples"][i],

@@ -53,6 +53,7 @@ from gram_lightning.arc_grids import (
     task_variants,
 )
 from gram_lightning.arc_voting import ARCVoting
+from gram_lightning.processes import children_die_with_parent
 from gram_lightning.render import grid_image, tile
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,10 @@ def load_task_dir(path: str | Path, evaluation: bool) -> list[ARCTask]:
             data = json.loads(file.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ARCFormatError(f"{file}: not valid JSON ({err})") from None
-        tasks.append(parse_task(data, file.stem, evaluation))
+        try:
+            tasks.append(parse_task(data, file.stem, evaluation))
+        except ARCFormatError as err:
+            raise ARCFormatError(f"{file}: {err}") from None
     return tasks
 
 
@@ -170,10 +174,11 @@ def build_variant_table(tasks: Sequence[ARCTask], num_variants: int, seed: int, 
         "index": list(range(len(tasks))),
         "grids": [[g.tolist() for g in t.grids] for t in tasks],
     })
-    table = rows.map(
-        _variants_row, fn_kwargs={"num_variants": num_variants, "seed": seed},
-        num_proc=max(1, min(num_proc, len(tasks))), desc="ARC variants",
-    )
+    with children_die_with_parent():  # the workers must not outlive a killed parent
+        table = rows.map(
+            _variants_row, fn_kwargs={"num_variants": num_variants, "seed": seed},
+            num_proc=max(1, min(num_proc, len(tasks))), desc="ARC variants",
+        )
     return table.remove_columns(["grids", "index"])
 
 

@@ -33,6 +33,7 @@ import torch
 from datamodules.board_columns import board_matrix, ragged_boards, split_table
 from datamodules.cache import cached_dataset
 from datamodules.puzzle_data import PuzzleBatches, PuzzleDataModule, require
+from gram_lightning.errors import GramError
 from gram_lightning.render import PALETTE, RED, grid_image
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ _ROUND_SIZE = 4096
 _ENUMERATION_CHUNK = 512
 
 
-class GenerationError(RuntimeError):
+class GenerationError(GramError, RuntimeError):
     """The generator could not produce what was asked (too few distinct colorable graphs)."""
 
 

@@ -41,6 +41,7 @@ import torch
 
 from datamodules.puzzle_data import PuzzleBatches, PuzzleDataModule, require
 from gram_lightning.atomic import atomic_write_bytes
+from gram_lightning.errors import GramUserError
 from gram_lightning.image_metrics import ImageGenerationMetrics, tokens_to_images
 from gram_lightning.mnist_classifier import MNISTClassifier, load_or_train_classifier
 
@@ -69,7 +70,7 @@ MAKE_DATA_HINT = (
 )
 
 
-class MNISTFormatError(ValueError):
+class MNISTFormatError(GramUserError):
     """An MNIST file that is not what it claims to be (bad magic, truncated, wrong shape)."""
 
 

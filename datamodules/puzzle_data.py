@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import hashlib
+import os
+from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from gram_lightning.errors import GramUserError
 
 Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def require(ok: bool, message: str) -> None:
-    """Argument checks of the DataModules: a ValueError naming the bad argument, raised at construction."""
+    """Argument checks of the DataModules: a GramUserError (a ValueError) naming the bad argument, raised at
+    construction."""
     if not ok:
-        raise ValueError(message)
+        raise GramUserError(message)
 
 
 class PuzzleBatches(Dataset):
@@ -27,11 +33,24 @@ class PuzzleBatches(Dataset):
 
     def __init__(self, data: Any, *, repeat: int = 1, random_label: bool = False) -> None:
         self.data, self.repeat, self.random_label = data, repeat, random_label
+        # Training: the augmentation, and the seed that makes a batch's random draws (label choice, augmentation)
+        # a function of the items it holds, not of the global RNG (set by PuzzleDataModule's train loader).
+        self.augment: Augment | None = None
+        self.seed: int | None = None
 
     def __len__(self) -> int:
         return len(self.data) * self.repeat
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        if self.seed is None:
+            return self._materialise(indices)
+        # A resumed run draws the same batch at the same place as an uninterrupted one, in any worker, and the
+        # global RNG (the model's noise) is left where it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(batch_seed(self.seed, indices))  # the CPU generator alone
+            return self._materialise(indices)
+
+    def _materialise(self, indices: list[int]) -> dict[str, torch.Tensor]:
         index = torch.as_tensor(indices, dtype=torch.long)
         pad = index < 0  # rows `EvenShards` adds to even out the ranks
         rows = torch.where(pad, 0, index) % len(self.data)
@@ -39,6 +58,8 @@ class PuzzleBatches(Dataset):
         batch.setdefault("index", rows)  # the input's row in its split: it keys the evaluation noise
         if pad.any():
             batch["pad"] = pad
+        if self.augment is not None:
+            batch["inputs"], batch["labels"] = self.augment(batch["inputs"], batch["labels"])
         return batch
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
@@ -52,6 +73,38 @@ class PuzzleBatches(Dataset):
         if self.random_label:
             return (torch.rand(len(counts)) * counts).long().clamp_max(counts - 1)
         return torch.zeros_like(counts)
+
+
+def batch_seed(seed: int, items: Sequence[int]) -> int:
+    """A 63-bit seed from `seed` and the items of a batch, in order."""
+    digest = hashlib.blake2b(np.asarray(items, dtype=np.int64).tobytes(), digest_size=8,
+                             key=int(seed).to_bytes(8, "little", signed=True))
+    return int.from_bytes(digest.digest(), "little") >> 1
+
+
+class ResumableShuffle(Sampler[int]):
+    """Training order of a single-process run: epoch e is a permutation drawn from (seed, e) alone, and a run
+    resumed in the middle of an epoch starts at the batch the checkpoint had reached, so that it sees the batches
+    an uninterrupted run would. `position` says (epoch, batches of it already trained) when an epoch starts.
+
+    Args:
+        size: Items per epoch.
+        batch_size: Items per batch (a batch trained is this many items skipped on resuming).
+        seed: Seed of the permutations.
+        position: Called when iteration starts: (epoch, batches of that epoch already trained).
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, position: Callable[[], tuple[int, int]]) -> None:
+        self.size, self.batch_size, self.seed, self.position = size, batch_size, seed, position
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        epoch, done = self.position()
+        generator = torch.Generator().manual_seed(batch_seed(self.seed, [epoch]))
+        order = torch.randperm(self.size, generator=generator)
+        return iter(order[done * self.batch_size:].tolist())
 
 
 class EvenShards(DistributedSampler):
@@ -70,20 +123,10 @@ class EvenShards(DistributedSampler):
         return iter(own + [-1] * (self.num_samples - len(own)))
 
 
-class AugmentingCollate:
-    """Collate function for batches made by `PuzzleBatches.__getitems__`: optional augmentation.
-
-    A class rather than a closure so that DataLoader workers can pickle it (`augment` must be a
-    module-level function).
-    """
-
-    def __init__(self, augment: Augment | None) -> None:
-        self.augment = augment
-
-    def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        if self.augment is not None:
-            batch["inputs"], batch["labels"] = self.augment(batch["inputs"], batch["labels"])
-        return batch
+def whole_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Collate function of batches `PuzzleBatches.__getitems__` made whole (augmented, for training); a module-level
+    function so that DataLoader workers can pickle it."""
+    return batch
 
 
 class PuzzleDataModule(LightningDataModule):
@@ -127,19 +170,37 @@ class PuzzleDataModule(LightningDataModule):
 
     def _loader(self, dataset: PuzzleBatches, batch_size: int, train: bool) -> DataLoader:
         trainer = self.trainer
-        # Training batches are sharded by Lightning's sampler; evaluation by ours, which scores every input once.
-        sampler = EvenShards(dataset, trainer.world_size, trainer.global_rank) if (
-            not train and trainer is not None and trainer.world_size > 1) else None
+        distributed = trainer is not None and trainer.world_size > 1
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # seed_everything's
+        sampler: Sampler[int] | None = None
+        if train:
+            dataset.seed = seed
+            dataset.augment = self.augment_fn() if self.augment else None
+            # Under DDP Lightning shards a plain shuffle with its DistributedSampler (resumed at an epoch start).
+            if not distributed:
+                sampler = ResumableShuffle(len(dataset), batch_size, seed, self._train_position)
+        elif distributed:  # evaluation: every input scored once
+            sampler = EvenShards(dataset, trainer.world_size, trainer.global_rank)
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=train,
+            shuffle=train and sampler is None,
             sampler=sampler,
             drop_last=train,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            collate_fn=AugmentingCollate(self.augment_fn() if train and self.augment else None),
+            collate_fn=whole_batch,
+            # Its own generator: creating an iterator (worker seeds) draws nothing from the global RNG, the
+            # model's noise, so that a resumed run's noise continues as an uninterrupted run's would.
+            generator=torch.Generator().manual_seed(seed),
         )
+
+    def _train_position(self) -> tuple[int, int]:
+        """(epoch, batches of it trained) when a training epoch starts: a resumed run restarts mid-epoch."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 0
+        return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.ready
 
     def _split(self, split: str) -> Any:
         if not self.splits:

@@ -40,6 +40,8 @@ from datamodules.sudoku_equivalence import (  # noqa: F401 (the token values are
     box_side,
     row_keys,
 )
+from gram_lightning.errors import GramError, GramUserError
+from gram_lightning.processes import children_die_with_parent
 from gram_lightning.render import PALETTE, grid_image
 from gram_lightning.sample_set_metrics import SampleSetMetrics
 
@@ -258,7 +260,7 @@ def enumerate_solutions(board: Sequence[int], n: int) -> list[list[int]]:
 # ---------------------------------------------------------------------------------------------
 
 
-class GenerationError(RuntimeError):
+class GenerationError(GramError, RuntimeError):
     """The generator could not produce what was asked (e.g. too strict a hardness filter)."""
 
 
@@ -507,7 +509,8 @@ def generate_split(
         next_index += round_size
         # One bar for the first round; the top-up rounds (a few, or hundreds of tiny ones in the
         # coupon-collector tail of a 4x4 space) are one log line at the end instead of a bar each.
-        with _progress_bars(enabled=len(parts) == 0):
+        # The workers must not outlive a killed parent.
+        with _progress_bars(enabled=len(parts) == 0), children_die_with_parent():
             rows = datasets.Dataset.from_dict({"index": indices}).map(
                 _generate_rows,
                 batched=True,
@@ -570,7 +573,7 @@ def inputs_fingerprint(ds: datasets.Dataset, unconditional: bool = False) -> str
     return hashlib.sha256(np.ascontiguousarray(_key_matrix(ds, unconditional)).tobytes()).hexdigest()[:16]
 
 
-class SudokuFormatError(ValueError):
+class SudokuFormatError(GramUserError):
     """A malformed row in a Sudoku CSV file; the message names the file and line."""
 
 
@@ -605,6 +608,8 @@ def read_sudoku_csv(path: str | Path, n: int | None = 9, limit: int | None = Non
             raise SudokuFormatError(f"{path}, line {lines[start + row]}: {problem}")
     if pending is not None:
         raise pending
+    if not questions:  # checked before anything is cached: an empty dataset would be cached as if it were data
+        raise SudokuFormatError(f"{path} has no puzzles: it holds the header and no rows")
     q_digits = np.where((q == ord(".")) | (q == ord("0")), 0, q - ord("0"))
     a_digits = a - ord("0")
     return dataset_from_arrays(q_digits + 1, a_digits + 1)  # digits -> tokens
@@ -972,8 +977,14 @@ class SudokuDataModule(PuzzleDataModule):
         train = PuzzleTensors.from_dataset(self._take(train_source, self.num_train_puzzles, "train"))
         if not self.unconditional:  # blank inputs are all equal by design
             train = _without_overlap(train, test)
+            if len(train) == 0:
+                raise GramUserError(
+                    f"every training puzzle is also a test puzzle (train: {self.train_csv or 'generated'}, test: "
+                    f"{self.test_csv or 'generated'}), and training leaves test puzzles out: give a train_csv "
+                    f"with other puzzles"
+                )
         if self.num_val_puzzles > len(test):
-            raise ValueError(f"num_val_puzzles={self.num_val_puzzles} but the test split has only {len(test)} puzzles")
+            raise GramUserError(f"num_val_puzzles={self.num_val_puzzles} but the test split has only {len(test)} puzzles")
         val = test.subset(torch.arange(self.num_val_puzzles))
         self.splits = {"train": train, "val": val, "test": test}
 
@@ -1149,6 +1160,9 @@ def _validate_args(
     require(num_workers >= 0, f"num_workers must be >= 0, got {num_workers}")
     require(num_proc >= 1, f"num_proc must be >= 1, got {num_proc}")
     require(seed >= 0, f"seed must be >= 0 (it seeds numpy SeedSequences), got {seed}")
+    require(not (train_csv and test_csv and Path(train_csv).resolve() == Path(test_csv).resolve()),
+            f"train_csv and test_csv are the same file ({train_csv}): every training puzzle would be a test puzzle, "
+            f"and training leaves test puzzles out")
     require((train_csv is None and test_csv is None) or board_size in (4, 9),
             f"CSV files hold 4x4 or 9x9 boards (one character per cell), not {board_size}x{board_size}")
 

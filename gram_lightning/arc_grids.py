@@ -18,6 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
+from gram_lightning.errors import GramUserError
+
 CANVAS = 30
 SEQ_LEN = CANVAS * CANVAS
 PAD = 0
@@ -32,7 +34,7 @@ NUM_DIHEDRAL = 8
 DIHEDRAL_INVERSE: tuple[int, ...] = (0, 3, 2, 1, 4, 5, 6, 7)
 
 
-class ARCFormatError(ValueError):
+class ARCFormatError(GramUserError):
     """A malformed ARC grid or task; the message names where (task id, pair, which grid) and what is wrong."""
 
 
@@ -49,6 +51,9 @@ def check_grid(grid, where: str) -> np.ndarray:
         widths = {len(row) for row in grid}
         if len(widths) > 1:
             raise ARCFormatError(f"{where}: grid is not rectangular (row lengths {sorted(widths)})")
+        # np.asarray turns true / false beside integers into 1 / 0: JSON booleans are not colours.
+        if any(isinstance(v, (bool, np.bool_)) for row in grid for v in row):
+            raise ARCFormatError(f"{where}: grid values must be integers (colours 0..{NUM_COLORS - 1}), found true/false")
     arr = np.asarray(grid)
     if arr.ndim != 2:
         raise ARCFormatError(f"{where}: grid must be 2-D, got shape {arr.shape}")

@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Literal
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from lightning.pytorch.trainer.states import TrainerFn
 
 from gram_lightning import losses
+from gram_lightning.errors import GramUserError, NonFiniteError, first_nonfinite
 from gram_lightning.metrics import SolveMetrics
 from gram_lightning.keyed_noise import sample_keys
 from gram_lightning.model import GRAM, StepOutput
@@ -24,9 +26,15 @@ from gram_lightning.selection import SELECTION_RULES, SelectionRule, select
 # Inference knobs are not saved as hyperparameters: `gram test --ckpt_path` restores the saved ones
 # over the command line, and these must stay settable per run.
 INFERENCE_ARGS = ("num_samples", "num_steps", "selection", "halt_at_inference", "test_noise_sigma", "inference_seed")
+# Likewise per run: a run stopped by a NaN must be resumable with `--model.nonfinite skip`.
+PER_RUN_ARGS = (*INFERENCE_ARGS, "nonfinite", "checkpoint_carry")
+# The checkpoint entry of the training state beyond weights and optimizer: RNG, ACT carry, skipped-step count.
+TRAINING_STATE_KEY = "gram_training_state"
+# The loss terms a non-finite loss is traced to (the names of `_loss_terms`).
+LOSS_TERMS = ("ce", "ce_prior_draw", "kl", "halt_loss", "value_loss")
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(GramUserError):
     """A checkpoint that does not fit the data it is asked to run on (e.g. ARC tasks it has no embedding for)."""
 
 
@@ -54,6 +62,11 @@ def without_padding(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] |
     if not keep.any():
         return None
     return {k: v[keep] for k, v in batch.items() if k != "pad"}
+
+
+def _net_args(net: Any) -> dict[str, Any]:
+    """The net's settings in saved hyperparameters: the CLI's {"class_path", "init_args"} (else none)."""
+    return dict(net.get("init_args") or {}) if isinstance(net, dict) else {}
 
 
 def plain_optimizer_factory(factory: OptimizerCallable) -> OptimizerCallable:
@@ -110,6 +123,18 @@ class GRAMModule(L.LightningModule):
         test_noise_sigma: Test-time Gaussian noise on a deterministic net (PTRM); needs noise="none".
         inference_seed: Seed of the noise in validation / test / predict; an input's samples are a function of it and
             the input's index, the same on any number of DDP ranks and at any batch size.
+        nonfinite: What a training step with a NaN or infinite loss or gradient norm does. "stop": end the run with
+            an error naming the step and the term (ce, kl, halt_loss, value_loss) before the optimizer step, so the
+            weights and every checkpoint stay finite. "skip": drop the step (no update; the carried rows restart
+            from fresh examples), count it in `train/skipped_steps` and go on. Checking costs one host sync per
+            step. Not saved with the checkpoint: a run stopped by a NaN can resume with "skip". Under fp16 mixed
+            precision the gradient scaler already skips steps with overflowing gradients; only the loss is checked.
+        checkpoint_carry: Save the ACT carry (each training row's latent state h and l, 2 x batch x L_total x D
+            floats, and the example it works on) in checkpoints, so that a resumed single-process run continues
+            every row where it was and, with the RNG state and the data order, exactly as an uninterrupted run
+            would. False keeps checkpoints small for huge batches: a resumed run then starts every row on a fresh
+            example, and its first N_sup steps differ from an uninterrupted run's. Under DDP only rank 0's state
+            reaches the checkpoint, so the rows restart either way and resuming is not exact.
     """
 
     def __init__(
@@ -139,33 +164,37 @@ class GRAMModule(L.LightningModule):
         halt_at_inference: bool = False,
         test_noise_sigma: float = 0.0,
         inference_seed: int = 1234,
+        nonfinite: Literal["stop", "skip"] = "stop",
+        checkpoint_carry: bool = True,
     ):
         super().__init__()
         if selection not in SELECTION_RULES:
-            raise ValueError(f"selection must be one of {SELECTION_RULES}, got {selection!r}")
+            raise GramUserError(f"selection must be one of {SELECTION_RULES}, got {selection!r}")
         if num_samples < 1 or val_num_samples < 1:
-            raise ValueError("num_samples and val_num_samples must be >= 1")
+            raise GramUserError("num_samples and val_num_samples must be >= 1")
         if prior_ce_weight < 0:
-            raise ValueError(f"prior_ce_weight must be >= 0, got {prior_ce_weight}")
+            raise GramUserError(f"prior_ce_weight must be >= 0, got {prior_ce_weight}")
         if prior_ce_weight > 0 and net.noise_mode not in ("learned", "mean_only"):
-            raise ValueError("prior_ce_weight needs a learned prior and posterior (net noise='learned' or 'mean_only')")
+            raise GramUserError("prior_ce_weight needs a learned prior and posterior (net noise='learned' or 'mean_only')")
         if beta < 0 or (beta_start is not None and (beta_start <= 0 or beta <= 0)):
-            raise ValueError(f"beta must be >= 0, and > 0 with beta_start > 0 for the geometric schedule; got beta {beta}, beta_start {beta_start}")
+            raise GramUserError(f"beta must be >= 0, and > 0 with beta_start > 0 for the geometric schedule; got beta {beta}, beta_start {beta_start}")
         if kl_reduction not in ("mean", "sum"):
-            raise ValueError(f"kl_reduction must be 'mean' or 'sum' (over latent positions), got {kl_reduction!r}")
+            raise GramUserError(f"kl_reduction must be 'mean' or 'sum' (over latent positions), got {kl_reduction!r}")
         if beta_anneal_steps < 0:
-            raise ValueError(f"beta_anneal_steps must be >= 0, got {beta_anneal_steps}")
+            raise GramUserError(f"beta_anneal_steps must be >= 0, got {beta_anneal_steps}")
         if carry not in ("posterior", "prior_draw"):
-            raise ValueError(f"carry must be 'posterior' or 'prior_draw', got {carry!r}")
+            raise GramUserError(f"carry must be 'posterior' or 'prior_draw', got {carry!r}")
         if carry == "prior_draw" and net.noise_mode not in ("learned", "mean_only"):
-            raise ValueError("carry='prior_draw' needs a learned prior and posterior (net noise='learned' or 'mean_only')")
+            raise GramUserError("carry='prior_draw' needs a learned prior and posterior (net noise='learned' or 'mean_only')")
+        if nonfinite not in ("stop", "skip"):
+            raise GramUserError(f"nonfinite must be 'stop' or 'skip', got {nonfinite!r}")
         if test_noise_sigma > 0 and net.noise_mode != "none":
-            raise ValueError("test_noise_sigma (PTRM) applies to a deterministic net: set net noise='none'")
+            raise GramUserError("test_noise_sigma (PTRM) applies to a deterministic net: set net noise='none'")
         # Under the CLI the hyperparameters are the parsed config (net and optimizer as class_path/init_args).
         # From Python they are objects (a module the state dict already holds, an optimizer class) that
         # would make the checkpoint unreadable with torch.load(weights_only=True), as `gram test` reads it.
         from_cli = _given_hyperparameters.get() is not None
-        self.save_hyperparameters(ignore=[*INFERENCE_ARGS, *(() if from_cli else ("net", "optimizer"))])
+        self.save_hyperparameters(ignore=[*PER_RUN_ARGS, *(() if from_cli else ("net", "optimizer"))])
         self.net = net
         self.optimizer_factory = plain_optimizer_factory(optimizer)
         self.warmup_steps = warmup_steps
@@ -185,6 +214,11 @@ class GRAMModule(L.LightningModule):
         self.val_num_samples = val_num_samples
         self.num_samples, self.num_steps, self.selection = num_samples, num_steps, selection
         self.halt_at_inference, self.test_noise_sigma, self.inference_seed = halt_at_inference, test_noise_sigma, inference_seed
+        self.nonfinite = nonfinite
+        self.skipped_steps = 0  # steps dropped for a non-finite loss or gradient (nonfinite="skip")
+        self._drop_gradients = False  # this step was skipped: on_before_optimizer_step clears its gradients
+        self.checkpoint_carry = checkpoint_carry
+        self._resumed_state: dict[str, Any] | None = None  # TRAINING_STATE_KEY of the checkpoint a fit resumes
 
         self.val_metrics = SolveMetrics()
         self.val_posterior_metrics = SolveMetrics()
@@ -246,7 +280,14 @@ class GRAMModule(L.LightningModule):
         # Lightning restores the weights before the DataModule's state. The DataModule's check that the
         # checkpoint knows its tasks (ARC's per-task embeddings) runs first here, so that a test on other tasks
         # stops with that message rather than with torch's size mismatch of the embedding table.
+        self._resumed_state = checkpoint.get(TRAINING_STATE_KEY)
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        self.check_checkpoint(checkpoint, datamodule)
+
+    def check_checkpoint(self, checkpoint: dict[str, Any], datamodule: Any = None) -> None:
+        """Raise a one-line error for a checkpoint that does not fit this run: the DataModule's own check of its
+        saved state first (ARC: the tasks the puzzle embeddings were trained on), then weights of another shape
+        (another task or net size), then NaN / infinite weights (saved after training diverged)."""
         state = checkpoint.get(type(datamodule).__qualname__) if datamodule is not None else None
         try:
             if state is not None:
@@ -261,6 +302,41 @@ class GRAMModule(L.LightningModule):
                 f"the checkpoint has puzzle embeddings {shape(table)}, this data and net need {shape(ours)} "
                 f"(tasks x num_variants): test with the data settings of the training run"
             )
+        data_name = type(datamodule).__qualname__ if datamodule is not None else None
+        theirs, ours = checkpoint.get("state_dict") or {}, self.state_dict()
+        differ = [k for k in ours if k in theirs and tuple(getattr(theirs[k], "shape", ())) != tuple(ours[k].shape)]
+        missing, extra = [k for k in ours if k not in theirs], [k for k in theirs if k not in ours]
+        if not self.strict_loading:  # the user allows missing and unexpected keys; shapes must still agree
+            missing, extra = [], []
+        if differ or missing or extra:
+            data = checkpoint.get("datamodule_hyper_parameters") or {}
+            task = data.get("_class_path", "other data")
+            if "board_size" in data:
+                task += f" (board_size {data['board_size']})"
+            trained_net, our_net = (_net_args(h.get("net")) for h in (checkpoint.get("hyper_parameters") or {}, self.hparams))
+            keys = ("vocab_size", "seq_len", "out_len", "num_puzzle_ids", "hidden_size", "num_layers", "core",
+                    "puzzle_prefix_len", "noise")
+            differ_args = [k for k in keys if k in trained_net and k in our_net and trained_net[k] != our_net[k]]
+            examples = [f"{k}: {list(theirs[k].shape)} in the checkpoint, {list(ours[k].shape)} here" for k in differ[:2]]
+            examples += [f"{k} missing from the checkpoint" for k in missing[:2]]
+            examples += [f"{k} not in this net" for k in extra[:2]]
+            if differ_args:
+                trained = ", ".join(f"{k} {trained_net[k]}" for k in differ_args)
+                here = ", ".join(f"{k} {our_net[k]}" for k in differ_args)
+                what = f"with {trained}; this run{' on ' + data_name if data_name else ''} builds {here}"
+            else:
+                what = "with another net"
+            raise CheckpointMismatchError(
+                f"the checkpoint was trained on {task} {what} ({'; '.join(examples)}): run it with the config of the "
+                f"training run (config.yaml in its log folder)"
+            )
+        for key in ("state_dict", "current_model_state"):
+            bad = first_nonfinite(checkpoint.get(key) or {})
+            if bad:
+                raise NonFiniteError(
+                    f"the checkpoint holds NaN or infinite weights ({', '.join(bad)}): it was saved after training "
+                    f"diverged; use an earlier checkpoint"
+                )
 
     def lr_factor(self, step: int) -> float:
         """Linear warmup to 1, then constant: the schedule of both the main optimizer and the puzzle embeddings."""
@@ -295,12 +371,77 @@ class GRAMModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        # After backward (all micro-batches), before the main step: the sparse update of the puzzle embeddings.
+        # After backward (all micro-batches), before gradient clipping and the main step.
         embed = self.net.puzzle_embed
+        if self._drop_gradients or self._nonfinite_gradients(optimizer):
+            # No update at all: AdamW leaves parameters without a gradient (and their moments) untouched.
+            self._drop_gradients = False
+            optimizer.zero_grad(set_to_none=True)
+            if embed is not None:
+                embed.zero_grad()
+            return
+        # The sparse update of the puzzle embeddings.
         if embed is not None and embed.has_gradient:
             lr = self.puzzle_embedding_lr * self.lr_factor(self.global_step)
             embed.step(lr, self.puzzle_embedding_weight_decay)
             self.log("train/puzzle_embedding_lr", lr)
+
+    # ---- non-finite losses and gradients ----
+
+    def _on_any_rank(self, flag: bool) -> bool:
+        """`flag` of any DDP rank: every rank must stop or skip together, or the others wait forever."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return flag
+        return self.trainer.strategy.reduce_boolean_decision(flag, all=False)
+
+    def _nonfinite_step(self, what: str) -> None:
+        """Stop the run (nonfinite="stop") or count the step as skipped (the caller drops it)."""
+        if self.nonfinite == "stop":
+            raise NonFiniteError(
+                f"training step {self.global_step}: {what}. Stopped before the optimizer step, so no checkpoint holds "
+                f"weights of this step; lower the learning rate or raise warmup_steps, or resume from the last "
+                f"checkpoint with --model.nonfinite skip"
+            )
+        if self.skipped_steps == 0:  # the later ones are counted in train/skipped_steps
+            rank_zero_warn(f"training step {self.global_step} skipped: {what}; the run goes on (nonfinite='skip')")
+        self.skipped_steps += 1
+        self._drop_gradients = True
+
+    def _nonfinite_loss(self, terms: dict[str, torch.Tensor]) -> bool:
+        """Whether this step's loss is NaN or infinite (on any rank); raises under nonfinite="stop"."""
+        loss = terms["loss"].detach()
+        here = not bool(torch.isfinite(loss))
+        if not self._on_any_rank(here):
+            return False
+        bad = [f"{k} = {terms[k].item()}" for k in LOSS_TERMS if k in terms and not bool(torch.isfinite(terms[k]))]
+        if bad:
+            what = f"non-finite loss term {', '.join(bad)}"
+        elif here:
+            what = f"non-finite loss {loss.item()} from finite terms (the weighted sum overflowed)"
+        else:
+            what = "non-finite loss on another DDP rank"
+        self._nonfinite_step(what)
+        return True
+
+    def _nonfinite_gradients(self, optimizer) -> bool:
+        """Whether the gradient norm is NaN or infinite (on any rank); raises under nonfinite="stop"."""
+        if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+            return False  # fp16: the gradient scaler skips overflowing steps and lowers its scale
+        named = [(n, p.grad) for n, p in self.named_parameters() if p.grad is not None]
+        grads = [g for _, g in named]
+        embed = self.net.puzzle_embed
+        pending = embed.pending_gradients() if embed is not None else []
+        norm = torch.nn.utils.get_total_norm(grads + pending) if grads or pending else None
+        here = norm is not None and not bool(torch.isfinite(norm))
+        if not self._on_any_rank(here):
+            return False
+        if here:
+            names = first_nonfinite(dict(named)) or ["net.puzzle_embed (its sparse gradient)"]
+            what = f"non-finite gradient norm {norm.item()} (in {', '.join(names)}) from a finite loss"
+        else:
+            what = "non-finite gradient norm on another DDP rank"
+        self._nonfinite_step(what)
+        return True
 
     @property
     def step_fn(self) -> Callable[..., StepOutput]:
@@ -317,7 +458,34 @@ class GRAMModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         base = int(os.environ.get("PL_GLOBAL_SEED", torch.initial_seed() % 2**31))
-        torch.manual_seed(self._rank_seed(base))
+        state, self._resumed_state = self._resumed_state, None
+        # A resumed run must not replay the noise of step 0 (under DDP, where no RNG state was saved).
+        torch.manual_seed(self._rank_seed(base + self.global_step))
+        if state is not None and self.trainer.world_size == 1:
+            self._restore_training_state(state)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Per-process state: under DDP rank 0's would be wrong for every other rank.
+        if self._trainer is None or self.trainer.world_size > 1 or self.trainer.state.fn != TrainerFn.FITTING:
+            return
+        state: dict[str, Any] = {"rng_cpu": torch.get_rng_state(), "skipped_steps": self.skipped_steps}
+        if self.device.type == "cuda":
+            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        if self.checkpoint_carry and self.carry is not None:
+            c = self.carry
+            state["carry"] = {"h": c.h, "l": c.l, "steps": c.steps, "halted": c.halted, "batch": dict(c.batch)}
+        checkpoint[TRAINING_STATE_KEY] = state
+
+    def _restore_training_state(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["rng_cpu"])
+        if "rng_cuda" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        self.skipped_steps = int(state.get("skipped_steps", 0))
+        carry = state.get("carry")
+        if carry is not None:
+            to = lambda t: t.to(self.device)  # noqa: E731
+            self.carry = Carry(to(carry["h"]), to(carry["l"]), {k: to(v) for k, v in carry["batch"].items()},
+                               to(carry["steps"]), to(carry["halted"]))
 
     def _enter_inference_rng(self) -> None:
         """Fixed evaluation noise that leaves the training RNG stream where it was."""
@@ -378,6 +546,13 @@ class GRAMModule(L.LightningModule):
         context = self.net.embed_target(labels) if posterior else None
         out = self.step_fn(c.h, c.l, e, "posterior" if posterior else "prior", context, prior_draw_grad=self.prior_ce_weight > 0)
         terms = self._loss_terms(out, c.batch["inputs"], labels)
+        if self._nonfinite_loss(terms):  # under "skip": no update, and every row starts a fresh example
+            c.halted = torch.ones_like(c.halted)
+            self.log("train/skipped_steps", float(self.skipped_steps))
+            if self.trainer.world_size == 1:
+                return None
+            # DDP needs a backward on every rank; its gradients are dropped in on_before_optimizer_step.
+            return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
 
         with torch.no_grad():
             c.h, c.l = (t.detach() for t in out.next_state(self.carry_kind == "prior_draw"))
@@ -388,6 +563,8 @@ class GRAMModule(L.LightningModule):
             logs.update(self._noise_stats(out))
         self.log("train/loss", terms["loss"], prog_bar=True)
         self.log_dict({k: v for k, v in logs.items() if k != "train/loss"})
+        if self.nonfinite == "skip":
+            self.log("train/skipped_steps", float(self.skipped_steps))
         return terms["loss"]
 
     def _loss_terms(self, out: StepOutput, inputs: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -627,7 +804,7 @@ class GRAMModule(L.LightningModule):
             return None
         s = self.sample(batch, self.num_samples, self.num_steps, self.selection)
         return {
-            "inputs": batch["inputs"], "labels": batch.get("labels"), "samples": s.preds, "chosen": s.chosen,
+            "index": batch["index"], "inputs": batch["inputs"], "labels": batch.get("labels"), "samples": s.preds, "chosen": s.chosen,
             "score": s.score, "chosen_index": s.chosen_index, "is_solution": s.is_solution, "value": s.value,
             "steps": s.steps,
         }

@@ -59,6 +59,10 @@ class PuzzleEmbedding(nn.Module):
     def zero_grad(self) -> None:
         self._pending.clear()
 
+    def pending_gradients(self) -> list[torch.Tensor]:
+        """This rank's gradients of the rows read since the last step (checked for NaN before `step`)."""
+        return [g for _, g in self._pending]
+
     @torch.no_grad()
     def step(self, lr: float, weight_decay: float) -> None:
         """Sign-SGD on the rows read since the last step (summed over micro-batches and DDP ranks)."""
