@@ -18,7 +18,7 @@ from lightning.pytorch.plugins.io.wrapper import _WrappingCheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from gram_lightning.atomic import atomic_writer, remove_stale_temp_files
-from gram_lightning.errors import NonFiniteError, first_nonfinite
+from gram_lightning.errors import NonFiniteError, checkpoint_nonfinite
 
 
 def _is_local(path: _PATH) -> bool:
@@ -44,14 +44,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self._cleaned: set[Path] = set()
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
-        if self.check_finite:
-            for key in ("state_dict", "current_model_state"):
-                bad = first_nonfinite(checkpoint.get(key) or {})
-                if bad:
-                    raise NonFiniteError(
-                        f"refusing to write checkpoint {path}: its weights hold NaN or infinite values "
-                        f"({', '.join(bad)}); the checkpoints written before stay as they are"
-                    )
+        bad = checkpoint_nonfinite(checkpoint) if self.check_finite else []
+        if bad:
+            raise NonFiniteError(
+                f"refusing to write checkpoint {path}: its weights hold NaN or infinite values "
+                f"({', '.join(bad)}); the checkpoints written before stay as they are"
+            )
         if storage_options is not None or not _is_local(path):
             super().save_checkpoint(checkpoint, path, storage_options)
             return

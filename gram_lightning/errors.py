@@ -30,3 +30,13 @@ def first_nonfinite(tensors: dict[str, object], limit: int = 3) -> list[str]:
             if len(bad) == limit:
                 break
     return bad
+
+
+def checkpoint_nonfinite(checkpoint: dict[str, object]) -> list[str]:
+    """Names of up to 3 weights holding a NaN or an infinity in a checkpoint's trained and averaged
+    (`current_model_state`, written by weight averaging) state dicts."""
+    for key in ("state_dict", "current_model_state"):
+        bad = first_nonfinite(checkpoint.get(key) or {})
+        if bad:
+            return bad
+    return []

@@ -16,7 +16,7 @@ from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from lightning.pytorch.trainer.states import TrainerFn
 
 from gram_lightning import losses
-from gram_lightning.errors import GramUserError, NonFiniteError, first_nonfinite
+from gram_lightning.errors import GramUserError, NonFiniteError, checkpoint_nonfinite, first_nonfinite
 from gram_lightning.metrics import SolveMetrics
 from gram_lightning.keyed_noise import sample_keys
 from gram_lightning.model import GRAM, StepOutput
@@ -330,13 +330,12 @@ class GRAMModule(L.LightningModule):
                 f"the checkpoint was trained on {task} {what} ({'; '.join(examples)}): run it with the config of the "
                 f"training run (config.yaml in its log folder)"
             )
-        for key in ("state_dict", "current_model_state"):
-            bad = first_nonfinite(checkpoint.get(key) or {})
-            if bad:
-                raise NonFiniteError(
-                    f"the checkpoint holds NaN or infinite weights ({', '.join(bad)}): it was saved after training "
-                    f"diverged; use an earlier checkpoint"
-                )
+        bad = checkpoint_nonfinite(checkpoint)
+        if bad:
+            raise NonFiniteError(
+                f"the checkpoint holds NaN or infinite weights ({', '.join(bad)}): it was saved after training "
+                f"diverged; use an earlier checkpoint"
+            )
 
     def lr_factor(self, step: int) -> float:
         """Linear warmup to 1, then constant: the schedule of both the main optimizer and the puzzle embeddings."""

@@ -20,6 +20,14 @@ def tiny_net(**overrides) -> GRAM:
     return GRAM(**kwargs)
 
 
+def build_cli(args: list[str]):
+    """The `gram` command's CLI parsed from `args` without running a subcommand (fit / test by hand)."""
+    from gram_lightning.cli import GramCLI
+    from gram_lightning.module import GRAMModule
+
+    return GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False, args=args)
+
+
 TINY_TRAINER = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                     enable_progress_bar=False, enable_model_summary=False)
 

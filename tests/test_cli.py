@@ -11,8 +11,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from gram_lightning.cli import GramCLI, main
-from gram_lightning.module import GRAMModule
+from conftest import build_cli
+from gram_lightning.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "experiments").glob("*.yaml"))
@@ -43,8 +43,7 @@ def run_gram(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_every_shipped_config_parses_and_instantiates(config, tmp_path):
     # The puzzle DataModules build their data into cache_dir; MNIST reads its files from data_dir.
     folder = "data_dir" if config.name.startswith("mnist") else "cache_dir"
-    cli = GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False,
-                  args=["--config", str(config), f"--data.init_args.{folder}", str(tmp_path)])
+    cli = build_cli(["--config", str(config), f"--data.init_args.{folder}", str(tmp_path)])
     net = cli.model.net
     # An image model runs on patches: its pixel count is the data's sequence length.
     assert (net.vocab_size, getattr(net, "num_pixels", net.seq_len)) == (cli.datamodule.vocab_size, cli.datamodule.seq_len)
@@ -55,8 +54,7 @@ OVERLAYS = sorted((ROOT / "experiments" / "baselines").glob("*.yaml"))
 
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=[c.name for c in OVERLAYS])
 def test_every_baseline_overlay_applies_to_a_task_config(overlay, tmp_path):
-    cli = GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False,
-                  args=["--config", str(ROOT / "experiments" / "nqueens8.yaml"), "--config", str(overlay),
+    cli = build_cli(["--config", str(ROOT / "experiments" / "nqueens8.yaml"), "--config", str(overlay),
                         "--data.init_args.cache_dir", str(tmp_path)])
     assert cli.trainer.logger.version == overlay.stem  # each baseline logs under its own name
     assert cli.model.net.seq_len == 64
@@ -97,8 +95,7 @@ def test_fit_then_test_and_predict_from_checkpoint(tmp_path):
 
 
 def test_resume_continues_with_same_step_and_ema_state(tmp_path):
-    first = GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False,
-                    args=tiny_args(tmp_path, "--trainer.max_steps", "4", "--trainer.val_check_interval", "2"))
+    first = build_cli(tiny_args(tmp_path, "--trainer.max_steps", "4", "--trainer.val_check_interval", "2"))
     first.trainer.fit(first.model, first.datamodule)
     ckpt_path = Path(first.trainer.checkpoint_callback.last_model_path)
     saved = torch.load(ckpt_path, weights_only=True)
@@ -113,8 +110,7 @@ def test_resume_continues_with_same_step_and_ema_state(tmp_path):
             seen["ema"] = {k: v.clone() for k, v in ema._average_model.module.state_dict().items()}
             seen["current"] = {k: v.clone() for k, v in pl_module.state_dict().items()}
 
-    second = GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False,
-                     args=tiny_args(tmp_path, "--trainer.max_steps", "8", "--trainer.val_check_interval", "2"))
+    second = build_cli(tiny_args(tmp_path, "--trainer.max_steps", "8", "--trainer.val_check_interval", "2"))
     second.trainer.callbacks.append(RecordResumeState())
     second.trainer.fit(second.model, second.datamodule, ckpt_path=str(ckpt_path))
     assert seen["step"] == 4 and second.trainer.global_step == 8

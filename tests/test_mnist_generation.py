@@ -7,9 +7,8 @@ from pathlib import Path
 import torch
 
 from datamodules.mnist import BinarizedMNISTDataModule
-from gram_lightning.cli import GramCLI
+from conftest import build_cli
 from gram_lightning.mnist_classifier import MNISTClassifier
-from gram_lightning.module import GRAMModule
 from tests.test_mnist import write_pickle
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +34,7 @@ def test_mnist_fit_logs_fid_and_predict_writes_the_samples(tmp_path, monkeypatch
     args = ["--config", str(ROOT / "experiments" / "mnist.yaml"), *TINY,
             "--data.init_args.data_dir", str(tmp_path / "mnist"),
             "--trainer.logger.init_args.save_dir", str(tmp_path / "logs")]
-    cli = GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False, args=args)
+    cli = build_cli(args)
     cli.trainer.fit(cli.model, cli.datamodule)
     logged = set(cli.trainer.callback_metrics)
     assert {"val/fid", "val/inception_score", "val/token_acc_posterior"} <= logged
@@ -46,8 +45,7 @@ def test_mnist_fit_logs_fid_and_predict_writes_the_samples(tmp_path, monkeypatch
     optimized = {id(p) for group in cli.trainer.optimizers[0].param_groups for p in group["params"]}
     assert optimized == {id(p) for p in cli.model.parameters()}
 
-    predict = GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False,
-                      args=[*args, "--trainer.logger.init_args.version", "samples", "--model.num_steps", "3"])
+    predict = build_cli([*args, "--trainer.logger.init_args.version", "samples", "--model.num_steps", "3"])
     ckpt = next((tmp_path / "logs").rglob("last.ckpt"))
     predict.trainer.predict(predict.model, predict.datamodule, ckpt_path=str(ckpt))
     run_dir = tmp_path / "logs" / "mnist" / "samples"

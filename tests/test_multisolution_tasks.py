@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import build_cli
 from gram_lightning.cli import GramCLI
-from gram_lightning.module import GRAMModule
 from gram_lightning.scaling import evaluate_grid, plot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,8 +26,7 @@ TASKS = {
 
 
 def _cli(task: str, tmp_path: Path, *extra: str) -> GramCLI:
-    return GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False,
-                   args=["--config", str(ROOT / "experiments" / f"{task}.yaml"), *TINY, *TASKS[task],
+    return build_cli(["--config", str(ROOT / "experiments" / f"{task}.yaml"), *TINY, *TASKS[task],
                          "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
                          "--data.init_args.cache_dir", str(tmp_path / "cache"), *extra])
 

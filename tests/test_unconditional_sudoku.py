@@ -12,8 +12,7 @@ import torch
 
 from datamodules.sudoku import BLANK_TOKEN, SudokuDataModule, generate_full_grid, is_valid_sudoku
 from datamodules.sudoku_equivalence import EquivalenceIndex
-from gram_lightning.cli import GramCLI
-from gram_lightning.module import GRAMModule
+from conftest import build_cli
 from gram_lightning.sample_set_metrics import SampleSetMetrics, row_hashes
 from tests.conftest import tiny_net
 
@@ -161,7 +160,7 @@ def test_fit_logs_generation_metrics_and_predict_writes_readable_samples(tmp_pat
     common = ["--config", str(ROOT / "experiments" / "sudoku_uncond.yaml"), *TINY,
               "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
               "--data.init_args.cache_dir", str(tmp_path / "cache")]
-    cli = GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False, args=common)
+    cli = build_cli(common)
     cli.trainer.fit(cli.model, cli.datamodule)
     assert {"val/validity", "val/unique_fraction", "val/novel_fraction", "val/exact_acc"} <= set(cli.trainer.callback_metrics)
     assert {"val/validity", "val/exact_acc"} <= set(cli.trainer.progress_bar_metrics)  # the headline on the bar

@@ -11,7 +11,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from conftest import TINY_TRAINER, RandomBoards, tiny_net
+from conftest import RandomBoards, TINY_TRAINER, build_cli, tiny_net
 from gram_lightning.cli import GramCLI, main
 from gram_lightning.errors import NonFiniteError
 from gram_lightning.module import GRAMModule
@@ -23,8 +23,7 @@ DIVERGE = ("--model.optimizer.init_args.lr", "1e6", "--model.warmup_steps", "1",
 
 def every_step_cli(tmp_path: Path, *extra: str) -> GramCLI:
     """The tiny demo run, checkpointing after every optimizer step (all of them kept)."""
-    cli = GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False,
-                  args=tiny_args(tmp_path, *extra))
+    cli = build_cli(tiny_args(tmp_path, *extra))
     cli.trainer.callbacks.append(ModelCheckpoint(dirpath=tmp_path / "every", every_n_train_steps=1, save_top_k=-1,
                                                  save_last=True, filename="{step}"))
     return cli
@@ -95,8 +94,7 @@ def test_nonfinite_must_be_stop_or_skip():
 
 
 def test_checkpoint_with_nan_weights_is_refused_by_test_and_predict(tmp_path):
-    cli = GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False,
-                  args=tiny_args(tmp_path, "--trainer.max_steps", "2", "--trainer.val_check_interval", "100"))
+    cli = build_cli(tiny_args(tmp_path, "--trainer.max_steps", "2", "--trainer.val_check_interval", "100"))
     cli.trainer.fit(cli.model, cli.datamodule)
     good = Path(cli.trainer.checkpoint_callback.last_model_path)
     saved = torch.load(good, weights_only=True)
@@ -161,11 +159,9 @@ def test_the_gram_command_installs_atomic_checkpoints_and_keeps_a_users_plugin(t
 
     from gram_lightning.checkpoint_io import AtomicCheckpointIO
 
-    cli = GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False,
-                  args=tiny_args(tmp_path))
+    cli = build_cli(tiny_args(tmp_path))
     assert type(cli.trainer.strategy.checkpoint_io) is AtomicCheckpointIO
-    cli = GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False,
-                  args=tiny_args(tmp_path, "--trainer.plugins", "lightning.pytorch.plugins.io.AsyncCheckpointIO"))
+    cli = build_cli(tiny_args(tmp_path, "--trainer.plugins", "lightning.pytorch.plugins.io.AsyncCheckpointIO"))
     io = cli.trainer.strategy.checkpoint_io
     assert isinstance(io, AsyncCheckpointIO) and type(io.checkpoint_io) is AtomicCheckpointIO
 
@@ -311,7 +307,7 @@ def test_configuration_error_of_the_module_is_one_line(tmp_path):
 
 
 def test_checkpoint_of_another_task_names_it_and_leaves_no_log_folder(tmp_path):
-    nq = GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False, args=[
+    nq = build_cli([
         "--config", str(ROOT / "experiments" / "nqueens6_cpu.yaml"), "--trainer.max_steps", "1",
         "--trainer.val_check_interval", "1000", "--trainer.enable_progress_bar", "false",
         "--trainer.logger.init_args.save_dir", str(tmp_path / "nq"), "--data.init_args.cache_dir", str(tmp_path / "c"),
@@ -443,8 +439,7 @@ class RecordLosses(L.Callback):
 
 
 def _fit(tmp_path: Path, steps: int, *extra: str, ckpt_path: str | None = None) -> tuple[GramCLI, list[float]]:
-    cli = GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False,
-                  args=tiny_args(tmp_path, "--trainer.max_steps", str(steps), "--trainer.val_check_interval", "3",
+    cli = build_cli(tiny_args(tmp_path, "--trainer.max_steps", str(steps), "--trainer.val_check_interval", "3",
                                  "--data.init_args.epoch_multiplier", "1", *extra))
     record = RecordLosses()
     cli.trainer.callbacks += [record, ModelCheckpoint(dirpath=tmp_path / "every", every_n_train_steps=1, save_top_k=-1,
