@@ -1,7 +1,7 @@
 # Set-up and everyday commands. `make demo` and `make test` create the venv and install on first use.
 PYTHON ?= python3
 VENV ?= .venv
-# The CPU wheel on this machine; GPU users keep their own build with e.g. `make install TORCH_SPEC=torch`.
+# The CPU wheel by default; GPU users keep their own build with e.g. `make install TORCH_SPEC=torch`.
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed

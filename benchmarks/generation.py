@@ -4,8 +4,8 @@
     python benchmarks/generation.py --config logs/mnist/version_0/config.yaml \
         --ckpt_path logs/mnist/version_0/checkpoints/last.ckpt --steps 8 16 64 256
 
-Each batch is rolled out once to the deepest step and read at every depth, so the depths see the same noise.
-`--repeats R` samples the test inputs R times (fresh noise each pass): more samples than test inputs, e.g. for
+Each batch is rolled out once to the deepest step and read at every depth (`gram_lightning.sampling`), so the
+depths see the same noise. `--repeats R` draws R samples per test input: more samples than test inputs, e.g. for
 4x4 Sudoku, whose 288 grids a 144-board test split cannot all show. Writes generation.csv (a row per depth)
 and samples_<steps>.png (the first 64 samples at each depth) into --out (default: <run dir>/generation), and
 prints the table. Arguments after `--` go to the `gram` CLI (e.g.
@@ -24,20 +24,21 @@ import torch
 from callbacks.generated_samples import samples_png
 from gram_lightning.atomic import atomic_write_bytes, atomic_write_csv
 from gram_lightning.run_loading import load_for_evaluation, print_table, split_overrides
+from gram_lightning.sampling import sample_depths
 
 
 @torch.no_grad()
-def evaluate_depths(module, datamodule, loader, steps: list[int], grid_size: int = 64, repeats: int = 1):
-    """{depth: metrics dict} and {depth: first `grid_size` samples (K, L)} over `repeats` passes of `loader`."""
-    metrics = {d: datamodule.generation_metrics().to(module.device) for d in steps}
+def evaluate_depths(module, loader, steps: list[int], grid_size: int = 64, repeats: int = 1):
+    """{depth: metrics dict} and {depth: first `grid_size` samples (K, L)} of `repeats` samples per input of
+    `loader`, scored by the module's task (`Task.generation_metrics`)."""
+    metrics = {d: module.task.generation_metrics().to(module.device) for d in steps}
     shown: dict[int, list[torch.Tensor]] = {d: [] for d in steps}
     with module.inference_rng():
-        for batch in (b for _ in range(repeats) for b in loader):
+        for batch in loader:
             batch = {k: v.to(module.device) for k, v in batch.items()}
-            ids = batch.get("puzzle_ids")
-            for depth, out in enumerate(module.net.rollout(batch["inputs"], max(steps), ids, None, module.test_sigma, module.step_fn), 1):
-                if depth in metrics:
-                    samples = out.logits.argmax(-1)  # (B, L_out)
+            for depth, s in sample_depths(module, batch, repeats, steps, "first"):
+                for j in range(repeats):
+                    samples = s.preds[:, j]  # (B, L_out)
                     metrics[depth].update(batch, samples)
                     if sum(len(t) for t in shown[depth]) < grid_size:
                         shown[depth].append(samples.cpu())
@@ -61,11 +62,11 @@ def main(argv: list[str] | None = None) -> None:
 
     sys.argv = sys.argv[:1]  # LightningCLI gets its arguments from `overrides`, not from this command line
     module, datamodule = load_for_evaluation(args.config, args.ckpt_path, overrides, "generation")
-    if getattr(datamodule, "generation_metrics", None) is None or datamodule.generation_metrics() is None:
+    if module.task.generation_metrics() is None:
         sys.exit(f"generation: {type(datamodule).__name__} is not an unconditional task (no generation_metrics)")
 
     start = time.perf_counter()
-    results, shown = evaluate_depths(module, datamodule, datamodule.test_dataloader(), sorted(set(args.steps)), repeats=args.repeats)
+    results, shown = evaluate_depths(module, datamodule.test_dataloader(), sorted(set(args.steps)), repeats=args.repeats)
     seconds = time.perf_counter() - start
     num_samples = len(datamodule.test_dataloader().dataset) * args.repeats
     rows = [{"steps": d, "samples": num_samples, **m} for d, m in results.items()]
@@ -75,10 +76,10 @@ def main(argv: list[str] | None = None) -> None:
 
     out = Path(args.out) if args.out else Path(args.ckpt_path).resolve().parents[1] / "generation"
     atomic_write_csv(out / "generation.csv", rows)
-    render = getattr(datamodule, "render", None)
-    if render is not None:
-        for depth, samples in shown.items():
-            atomic_write_bytes(out / f"samples_{depth}.png", samples_png(render, torch.zeros_like(samples), samples))
+    for depth, samples in shown.items():
+        picture = samples_png(module.task.render, torch.zeros_like(samples), samples)
+        if picture is not None:
+            atomic_write_bytes(out / f"samples_{depth}.png", picture)
 
     title = f"{type(datamodule).__name__}, {module.net.noise_mode} noise"
     print_table(f"{title} ({num_samples} samples per depth, {seconds:.0f} s on {module.device})", rows, list(rows[0]), ".4g")

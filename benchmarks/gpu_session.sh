@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The GPU measurements the open issues ask for, cut into parts that each fit one device call (10 minutes, with
-# a lent machine's 15 minutes of device time in all). Run on the lent machine, with .whl carried:
+# GPU measurements cut into parts that each fit one device call (10 minutes, with a lent machine's 15 minutes
+# of device time in all). Run on the lent machine, with .whl carried:
 #
 #   bash benchmarks/gpu_session.sh speed            # throughput at the paper's and ARC's shapes     (~4 min)
-#   bash benchmarks/gpu_session.sh mnist            # issue 4: GRAM and TRM 3 min each, FID/IS by depth (~9 min)
-#   bash benchmarks/gpu_session.sh mnist_beta1      # issue 4: the same GRAM run at KL weight 1.0 per position (~5 min)
-#   bash benchmarks/gpu_session.sh sudoku_uncond    # issue 4: 6 min of training, 10,000 boards sampled (~8 min)
-#   bash benchmarks/gpu_session.sh arc              # issue 5: 7 min of ARC-AGI-1, pass@2 at each validation (~9 min)
+#   bash benchmarks/gpu_session.sh mnist            # GRAM and TRM 3 min each, FID/IS by depth       (~9 min)
+#   bash benchmarks/gpu_session.sh mnist_beta1      # the same GRAM run at KL weight 1.0 per position (~5 min)
+#   bash benchmarks/gpu_session.sh sudoku_uncond    # 6 min of training, 10,000 boards sampled       (~8 min)
+#   bash benchmarks/gpu_session.sh arc              # 7 min of ARC-AGI-1, pass@2 at each validation  (~9 min)
 #
 # Every step has its own time limit, and after each one everything measured so far (TensorBoard events,
 # configs, csv / json / png, the step's log; no checkpoints) is packed into $OUT/<part>.tar.gz, which is what

@@ -50,8 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     title = f"{type(datamodule).__name__}, {module.net.noise_mode} noise, {args.selection}"
     plot(result, out / "scaling.png", title, trained_steps=module.net.N_sup)
 
+    violations = result.violations_name  # graph coloring's conflict_edges
     columns = [c for c in ("N", "steps", "sample_acc", "exact_acc", "pass_at_n", "distinct_solutions", "coverage",
-                                  "sample_conflict_edges", "conflict_edges") if c in rows[0]]
+                           f"sample_{violations}", violations) if c in rows[0]]
     print_table(f"{title} ({rows[0]['inputs']} {args.split} inputs, {seconds:.0f} s on {module.device})", rows, columns)
     print(f"written to {out}/ (scaling.csv, scaling.png)")
 

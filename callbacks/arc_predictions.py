@@ -12,7 +12,7 @@ from gram_lightning.atomic import atomic_write_json, atomic_write_text
 
 
 class ARCPredictionsWriter(L.Callback):
-    """For tasks with voting metrics (ARC), in the run's log dir:
+    """For tasks with voting metrics (`Task.voting_metrics`: ARC), in the run's log dir:
 
     - `predictions.jsonl`: one line per test input, {"task", "test_index", "attempts" (the top_k answers as
       ARC grids, lists of rows of colours 0..9), "votes", "confidence", "correct"}.
@@ -30,7 +30,7 @@ class ARCPredictionsWriter(L.Callback):
         self.top_k, self.filename, self.submission_filename = top_k, filename, submission_filename
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        metric = pl_module.voting_metric("test") if hasattr(pl_module, "voting_metric") else None
+        metric = pl_module.task_metric("voting", "test")
         if metric is None:
             return
         paths = run_file(trainer, self.filename), run_file(trainer, self.submission_filename)

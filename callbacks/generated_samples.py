@@ -11,15 +11,15 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from callbacks.run_files import run_file
 from gram_lightning.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-from gram_lightning.module import without_padding
 from gram_lightning.render import tile
+from gram_lightning.sampling import without_padding
 
 
 class GeneratedSamplesWriter(L.Callback):
-    """Writes, in the run's log dir, for DataModules with `generation_metrics` (unconditional Sudoku, MNIST):
+    """Writes, in the run's log dir, for tasks with `Task.generation_metrics` (unconditional Sudoku, MNIST):
 
-    - `samples.png`: the first `grid_size` samples, rendered by the DataModule's `render`.
-    - `samples.txt`: every sample of rank 0 as text, for tasks with `format_sample` (Sudoku boards).
+    - `samples.png`: the first `grid_size` samples, drawn by `Task.render` (where the task has pictures).
+    - `samples.txt`: every sample of rank 0 as text, for tasks whose `Task.format` writes them (Sudoku boards).
     - `sample_metrics.json`: the generation metrics over all samples of all ranks (validity / uniqueness,
       FID / IS), with the sampling settings (`--model.num_steps` is the sampling depth).
 
@@ -41,8 +41,7 @@ class GeneratedSamplesWriter(L.Callback):
         self.inputs: list[torch.Tensor] = []
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        factory = getattr(trainer.datamodule, "generation_metrics", None)
-        self.metric = factory() if factory is not None else None
+        self.metric = pl_module.task.generation_metrics()
         if self.metric is not None:
             self.metric.to(pl_module.device)
         self.samples, self.inputs = [], []
@@ -63,25 +62,27 @@ class GeneratedSamplesWriter(L.Callback):
         metrics = {k: float(v) for k, v in self.metric.compute().items()}  # a collective under DDP
         if not trainer.is_global_zero:
             return
-        datamodule = trainer.datamodule
+        task = pl_module.task
         samples, inputs = torch.cat(self.samples), torch.cat(self.inputs)
-        settings = pl_module.inference_settings() if hasattr(pl_module, "inference_settings") else {}
-        atomic_write_json(paths["json"], {"metrics": metrics, "num_samples": len(samples), "settings": settings,
-                                          "ckpt_path": trainer.ckpt_path})
-        render = getattr(datamodule, "render", None)
-        if render is not None:
-            shown = min(self.grid_size, len(samples))
-            atomic_write_bytes(paths["png"], samples_png(render, inputs[:shown], samples[:shown]))
-        format_sample = getattr(datamodule, "format_sample", None)
-        if format_sample is not None:
-            atomic_write_text(paths["txt"], "\n\n".join(format_sample(s) for s in samples) + "\n")
+        atomic_write_json(paths["json"], {"metrics": metrics, "num_samples": len(samples),
+                                          "settings": pl_module.inference_settings(), "ckpt_path": trainer.ckpt_path})
+        shown = min(self.grid_size, len(samples))
+        picture = samples_png(task.render, inputs[:shown], samples[:shown])
+        if picture is not None:
+            atomic_write_bytes(paths["png"], picture)
+        texts = [task.format(s) for s in samples]
+        if texts and texts[0] is not None:
+            atomic_write_text(paths["txt"], "\n\n".join(texts) + "\n")
         rank_zero_info(f"{len(samples)} samples: {metrics}; written to {paths['json'].parent}")
 
 
-def samples_png(render, inputs: torch.Tensor, samples: torch.Tensor) -> bytes:
-    """A square-ish grid of rendered samples (K, L) for the inputs (K, L_in), as PNG file bytes."""
+def samples_png(render, inputs: torch.Tensor, samples: torch.Tensor) -> bytes | None:
+    """A square-ish grid of rendered samples (K, L) for the inputs (K, L_in), as PNG file bytes; None when
+    `render` (`Task.render`) draws nothing."""
     per_row = math.ceil(math.sqrt(len(samples)))
     images = [render(x, y) for x, y in zip(inputs, samples)]
+    if not images or images[0] is None:
+        return None
     return png_bytes(tile([images[i : i + per_row] for i in range(0, len(images), per_row)]))
 
 

@@ -15,8 +15,8 @@ class SampleBoards(L.Callback):
     """After each validation, samples `num_samples` trajectories for the first `num_inputs` validation inputs
     and logs them as one image: a row per input, its label first (framed grey), then its samples left to right,
     framed green when the sample is a valid solution and red when not (grey for tasks without a checker, such as
-    images, where the label is one real example rather than the answer). Needs a TensorBoard logger and a DataModule with a
-    `render(inputs, output) -> (3, H, W)` method; otherwise it does nothing.
+    images, where the label is one real example rather than the answer). Needs a TensorBoard logger and a task whose
+    `Task.render` draws a picture; otherwise it does nothing.
 
     The samples are drawn from the first validation batch while the validation loop runs, so they come from the
     weights validation scores: a weight-averaging callback (EMA) swaps its averaged weights in for the whole
@@ -43,28 +43,27 @@ class SampleBoards(L.Callback):
     @torch.no_grad()
     def picture(self, trainer: L.Trainer, pl_module, batch: dict[str, Any]) -> torch.Tensor | None:
         """The image for the first `num_inputs` rows of `batch` (on the module's device), sampled with the
-        module's current weights; None when the DataModule cannot render.
+        module's current weights; None when the task draws no pictures.
 
         Args:
-            trainer: The trainer, for its DataModule's `render` and `check_solution`.
-            pl_module: The GRAMModule whose `sample` draws the trajectories.
+            trainer: The trainer.
+            pl_module: The GRAMModule whose `sample` draws the trajectories and whose task draws and judges them.
             batch: A validation batch of `inputs` and `labels` (other tensors are sliced alike).
         """
-        datamodule = trainer.datamodule
-        render = getattr(datamodule, "render", None)
-        if render is None:
-            return None
+        task = pl_module.task
         batch = {k: v[: self.num_inputs] if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        labels = [task.render(x.cpu(), y.cpu()) for x, y in zip(batch["inputs"], batch["labels"])]
+        if labels[0] is None:
+            return None
         with pl_module.inference_rng():
             s = pl_module.sample(batch, self.num_samples, self.num_steps, "first")
-        judged = getattr(datamodule, "check_solution", None) is not None
         rows = []
-        for i in range(s.preds.shape[0]):
+        for i, label in enumerate(labels):
             inputs = batch["inputs"][i].cpu()
-            row = [with_border(render(inputs, batch["labels"][i].cpu()), torch.ones(3) * 0.4)]  # the label first
+            row = [with_border(label, torch.ones(3) * 0.4)]  # the label first
             for j in range(s.preds.shape[1]):
-                frame = (GREEN if s.is_solution[i, j] else RED) if judged else torch.ones(3) * 0.4
-                row.append(with_border(render(inputs, s.preds[i, j].cpu()), frame))
+                frame = (GREEN if s.is_solution[i, j] else RED) if task.checks_answers else torch.ones(3) * 0.4
+                row.append(with_border(task.render(inputs, s.preds[i, j].cpu()), frame))
             rows.append(row)
         return tile(rows)
 

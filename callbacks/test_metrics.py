@@ -22,6 +22,6 @@ class TestMetricsWriter(L.Callback):
         if not trainer.is_global_zero:
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-        settings = pl_module.inference_settings() if hasattr(pl_module, "inference_settings") else {}
+        settings = pl_module.inference_settings()
         atomic_write_json(path, {"metrics": metrics, "settings": settings, "ckpt_path": trainer.ckpt_path})
         rank_zero_info(f"test metrics written to {path}")

@@ -42,12 +42,13 @@ class WidthScalingReport(L.Callback):
             with pl_module.inference_rng():
                 for width in self.widths:
                     rules = ["first"] if width == 1 else self.selections
-                    metrics = {rule: SolveMetrics(sync_on_compute=False).to(pl_module.device) for rule in rules}
+                    name = pl_module.task.violations_name
+                    metrics = {rule: SolveMetrics(name, sync_on_compute=False).to(pl_module.device) for rule in rules}
                     for batch in datamodule.test_dataloader():
                         batch = {k: v.to(pl_module.device) for k, v in batch.items()}
                         s = pl_module.sample(batch, width, self.num_steps, "first")
                         for rule, metric in metrics.items():
-                            pl_module.update_metrics(metric, batch, s.reselect(rule))
+                            metric.update(s.reselect(rule), batch)
                     for rule, metric in metrics.items():
                         rows.append({"N": width, "selection": rule if width > 1 else "-",
                                      **{k: float(v) for k, v in metric.compute().items()}})

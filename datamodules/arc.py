@@ -55,6 +55,7 @@ from gram_lightning.arc_grids import (
 from gram_lightning.arc_voting import ARCVoting
 from gram_lightning.processes import children_die_with_parent
 from gram_lightning.render import grid_image, tile
+from gram_lightning.task import Task
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +248,7 @@ class ARCBatches(PuzzleBatches):
 # ---------------------------------------------------------------------------------------------
 
 
-class ARCDataModule(PuzzleDataModule):
+class ARCDataModule(PuzzleDataModule, Task):
     """ARC-AGI-1 / -2 (or your own task folders) with per-task embeddings and voted pass@k.
 
     Args:
@@ -443,10 +444,23 @@ class ARCDataModule(PuzzleDataModule):
         return {"task_names": [t.name for t in self.tasks], "num_variants": self.num_variants,
                 "variants_digest": self.variants_digest()}
 
+    def check_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The checkpoint's puzzle embeddings must be those of this data: its saved state names the same tasks
+        and variants (`load_state_dict`), and its embedding table has a row per (task, variant). Checked before the
+        weights load, so that a test on other tasks stops with this message rather than torch's size mismatch."""
+        state = checkpoint.get(type(self).__qualname__)
+        if state is not None:
+            self.load_state_dict(state)
+        table = (checkpoint.get("state_dict") or {}).get("net.puzzle_embed.weight")
+        if table is None or table.shape[0] != self.num_puzzle_ids:
+            shape = "none" if table is None else f"{table.shape[0]:,} x {table.shape[1]}"
+            raise ValueError(f"the checkpoint has puzzle embeddings {shape}, this data needs {self.num_puzzle_ids:,} "
+                             f"(tasks x num_variants): test with the data settings of the training run")
+
     def variants_digest(self) -> str:
         """A digest of the variant table, hashed once per set-up: every checkpoint save and load reads it (about a
         second for ARC-AGI-1's 730,000 variants), and a test run loads the DataModule's state twice (see
-        GRAMModule.on_load_checkpoint)."""
+        `check_checkpoint`)."""
         if self.data is None:
             self.setup()
         assert self.data is not None

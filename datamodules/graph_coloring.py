@@ -35,6 +35,7 @@ from datamodules.cache import cached_dataset
 from datamodules.puzzle_data import PuzzleBatches, PuzzleDataModule, require
 from gram_lightning.errors import GramError
 from gram_lightning.render import PALETTE, RED, grid_image
+from gram_lightning.task import Task
 
 log = logging.getLogger(__name__)
 
@@ -535,13 +536,13 @@ class _GraphBatches(PuzzleBatches):
         }
 
 
-class GraphColoringDataModule(PuzzleDataModule):
+class GraphColoringDataModule(PuzzleDataModule, Task):
     """Graph coloring: random Erdos-Renyi graphs G(n, p) that can be colored with ``num_colors``
     colors, with all their colorings up to color permutation; generated and cached.
 
     Batches are dicts of ``inputs`` (B, n(n-1)/2) upper-triangle tokens (1 = no edge, 2 = edge),
     ``labels`` (B, n) color tokens (3..2+num_colors), ``num_solutions`` (B,) (colorings up to
-    color permutation) and ``index`` (B,), the graph's index in its split (see `solutions_for`).
+    color permutation) and ``index`` (B,), the graph's index in its split (see `solutions`).
     Validation uses the first ``num_val_graphs`` graphs of the test split.
 
     Graphs of a split are distinct (as labelled graphs); no training graph is isomorphic to a test
@@ -577,6 +578,8 @@ class GraphColoringDataModule(PuzzleDataModule):
         num_workers: DataLoader worker processes.
         seed: Seed of graph generation.
     """
+
+    violations_name = "conflict_edges"  # what `violations` counts, the paper's graph-coloring figure
 
     def __init__(
         self,
@@ -678,7 +681,7 @@ class GraphColoringDataModule(PuzzleDataModule):
 
     # -- evaluation helpers -----------------------------------------------------------------
 
-    def conflict_edges(self, inputs: torch.Tensor, preds: torch.Tensor) -> torch.Tensor:
+    def violations(self, inputs: torch.Tensor, preds: torch.Tensor) -> torch.Tensor:
         """(B, n(n-1)/2) inputs and (B, n) predicted tokens -> (B,) long conflicting edges (see
         the module-level `conflict_edges` for how non-color tokens count)."""
         return conflict_edges(inputs, preds, self.num_nodes, self.num_colors)
@@ -687,11 +690,11 @@ class GraphColoringDataModule(PuzzleDataModule):
         """(B, n(n-1)/2) inputs and (B, n) predicted tokens -> (B,) bool: a proper coloring."""
         return check_coloring(inputs, preds, self.num_nodes, self.num_colors)
 
-    def check_solution(self, inputs: torch.Tensor, preds: torch.Tensor) -> torch.Tensor:
+    def check(self, inputs: torch.Tensor, preds: torch.Tensor) -> torch.Tensor:
         """(B, n(n-1)/2) inputs and (B, n) predicted tokens -> (B,) bool: a proper coloring."""
         return self.check_coloring(inputs, preds)
 
-    def canonical_output(self, preds: torch.Tensor) -> torch.Tensor:
+    def canonical(self, preds: torch.Tensor) -> torch.Tensor:
         """(..., n) tokens with colors relabelled in order of first occurrence, so that colorings
         equal up to color permutation become identical (see the module-level function)."""
         return canonical_output(preds, self.num_colors)
@@ -714,8 +717,8 @@ class GraphColoringDataModule(PuzzleDataModule):
         colors[torch.arange(n), torch.arange(n)] = node
         return grid_image(colors, cell=10)
 
-    def solutions_for(self, index: torch.Tensor, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """All stored colorings (canonical, see `canonical_output`) of the graphs ``index`` (B,)
+    def solutions(self, index: torch.Tensor, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """All stored colorings (canonical, see `canonical`) of the graphs ``index`` (B,)
         of ``split``.
 
         Returns:

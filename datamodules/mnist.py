@@ -44,6 +44,7 @@ from gram_lightning.atomic import atomic_write_bytes
 from gram_lightning.errors import GramUserError
 from gram_lightning.image_metrics import ImageGenerationMetrics, tokens_to_images
 from gram_lightning.mnist_classifier import MNISTClassifier, load_or_train_classifier
+from gram_lightning.task import Task
 
 log = logging.getLogger(__name__)
 
@@ -301,13 +302,14 @@ class _MNISTBatches(PuzzleBatches):
         }
 
 
-class BinarizedMNISTDataModule(PuzzleDataModule):
+class BinarizedMNISTDataModule(PuzzleDataModule, Task):
     """Unconditional generation of binarized MNIST digits.
 
     Every input is blank (all PAD); the label is a real digit binarized at ``threshold`` (tokens 1 =
     black, 2 = white). Training draws the 60,000 training digits; validation and test use
     ``num_val_images`` / ``num_test_images`` of the 10,000 test digits, in a seeded random order, as the
-    real reference of FID and the Inception Score (`generation_metrics`). There is no ``check_solution``: an image has no validity.
+    real reference of FID and the Inception Score (`generation_metrics`). There is no `check`: an image has no validity,
+    so accuracy and its kin are not reported (`reports_solve_metrics`).
 
     Batches are dicts of ``inputs`` (B, 784) all 0, ``labels`` (B, 784) in {1, 2}, ``index`` (B,) (the
     row in its split) and ``digit`` (B,) (the class, 0..9). `setup` takes about 1 s.
@@ -333,6 +335,8 @@ class BinarizedMNISTDataModule(PuzzleDataModule):
         num_workers: DataLoader worker processes.
         seed: Seed of the ``max_train_images`` subset and of the order of the test digits.
     """
+
+    reports_solve_metrics = False  # FID and the Inception Score say how good the samples are
 
     def __init__(
         self,

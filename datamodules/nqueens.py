@@ -35,6 +35,7 @@ from datamodules.board_columns import board_matrix, ragged_boards, ragged_slots,
 from datamodules.cache import cached_dataset
 from datamodules.puzzle_data import PuzzleBatches, PuzzleDataModule, require
 from gram_lightning.render import grid_image
+from gram_lightning.task import Task
 
 log = logging.getLogger(__name__)
 
@@ -470,7 +471,7 @@ class _QueensBatches(PuzzleBatches):
         }
 
 
-class NQueensDataModule(PuzzleDataModule):
+class NQueensDataModule(PuzzleDataModule, Task):
     """N-Queens completion: partial boards of all n x n solutions, with every valid completion.
 
     Every solution of the board is enumerated, k of its queens are removed for every k in
@@ -483,10 +484,10 @@ class NQueensDataModule(PuzzleDataModule):
     the first ``num_val_puzzles`` inputs of the test split.
 
     Batches are dicts of ``inputs`` (B, L) and ``labels`` (B, L) tokens, ``num_solutions`` (B,)
-    and ``index`` (B,), the input's row in its split (see `solutions_for`). Tokens: 0 = PAD,
+    and ``index`` (B,), the input's row in its split (see `solutions`). Tokens: 0 = PAD,
     1 = empty, 2 = queen; L = n * n. Training labels are a uniformly random completion each time
     an input is drawn; evaluation labels are the first completion (the accuracy metric uses
-    `check_solution`, which accepts any valid completion).
+    `check`, which accepts any valid completion).
 
     Sizes with the default num_removed and seed, orbit split (train / test inputs, test share,
     mean completions per test input, time to build and cache both splits on one core): 8x8 (92
@@ -614,7 +615,7 @@ class NQueensDataModule(PuzzleDataModule):
 
     # -- evaluation helpers -----------------------------------------------------------------
 
-    def check_solution(self, inputs: torch.Tensor, preds: torch.Tensor) -> torch.Tensor:
+    def check(self, inputs: torch.Tensor, preds: torch.Tensor) -> torch.Tensor:
         """(B, L) inputs and predicted tokens -> (B,) bool: a valid N-Queens board keeping every
         queen of the input."""
         return check_nqueens(inputs, preds, self.board_size)
@@ -628,7 +629,7 @@ class NQueensDataModule(PuzzleDataModule):
         colors[~torch.isin(output, torch.tensor([EMPTY_TOKEN, QUEEN_TOKEN])).view(n, n)] = torch.tensor([0.55, 0.2, 0.8])
         return grid_image(colors, cell=10, frame=(inputs == QUEEN_TOKEN).view(n, n))
 
-    def solutions_for(self, index: torch.Tensor, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def solutions(self, index: torch.Tensor, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """All valid completions of the inputs ``index`` (B,) of ``split``.
 
         Returns:

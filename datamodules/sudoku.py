@@ -44,6 +44,7 @@ from gram_lightning.errors import GramError, GramUserError
 from gram_lightning.processes import children_die_with_parent
 from gram_lightning.render import PALETTE, grid_image
 from gram_lightning.sample_set_metrics import SampleSetMetrics
+from gram_lightning.task import Task
 
 log = logging.getLogger(__name__)
 
@@ -851,11 +852,11 @@ class _PuzzleBatches(PuzzleBatches):
         }
 
 
-class SudokuDataModule(PuzzleDataModule):
+class SudokuDataModule(PuzzleDataModule, Task):
     """Sudoku puzzles: generated (and cached) on the fly, or read from Sudoku-Extreme CSV files.
 
     Batches are dicts of ``inputs`` (B, L) and ``labels`` (B, L) tokens, ``num_solutions`` (B,)
-    and ``index`` (B,), the puzzle's index in its split (see `solutions_for`). Tokens: 0 = PAD,
+    and ``index`` (B,), the puzzle's index in its split (see `solutions`). Tokens: 0 = PAD,
     1 = blank, 2..n+1 = digits 1..n; L = n * n. Validation uses the first ``num_val_puzzles``
     puzzles of the test split. Train and test inputs are disjoint; generated training puzzles are
     moreover never equivalent to a test puzzle under the augmentation group (digit relabelling,
@@ -1061,7 +1062,7 @@ class SudokuDataModule(PuzzleDataModule):
 
     # -- evaluation helpers -----------------------------------------------------------------
 
-    def check_solution(self, inputs: torch.Tensor, preds: torch.Tensor) -> torch.Tensor:
+    def check(self, inputs: torch.Tensor, preds: torch.Tensor) -> torch.Tensor:
         """(B, L) inputs and predicted tokens -> (B,) bool: a valid Sudoku keeping all givens."""
         return check_solution(inputs, preds, self.board_size)
 
@@ -1079,10 +1080,10 @@ class SudokuDataModule(PuzzleDataModule):
             # equivalent to a training grid is not new. Built once (50,000 9x9 grids: about 12 s).
             if self._train_grid_index is None:
                 self._train_grid_index = EquivalenceIndex(grids, self.board_size)
-            return SampleSetMetrics(self.check_solution, known=self._train_grid_index.known)
-        return SampleSetMetrics(self.check_solution, reference=grids.long())
+            return SampleSetMetrics(self.check, known=self._train_grid_index.known)
+        return SampleSetMetrics(self.check, reference=grids.long())
 
-    def format_sample(self, output: torch.Tensor) -> str:
+    def format(self, output: torch.Tensor) -> str:
         """One board as text: n lines of digits, '.' for a blank or a token that is not a digit."""
         n = self.board_size
         digits = output.long().view(n, n) - BLANK_TOKEN
@@ -1095,7 +1096,7 @@ class SudokuDataModule(PuzzleDataModule):
         digits = (output.long() - BLANK_TOKEN).clamp(0, len(PALETTE) - 1)  # blank / PAD -> white
         return grid_image(PALETTE[digits].view(n, n, 3), frame=(inputs >= FIRST_DIGIT_TOKEN).view(n, n))
 
-    def solutions_for(self, index: torch.Tensor, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def solutions(self, index: torch.Tensor, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """All stored solutions of the puzzles ``index`` (B,) of ``split``.
 
         Returns:

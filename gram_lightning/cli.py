@@ -1,4 +1,5 @@
-"""The `gram` command: Lightning's CLI with the data's shapes linked into the network."""
+"""The `gram` command: Lightning's CLI with every run's defaults (defaults.yaml), the data's shapes linked into
+the network, and a checkpoint given with --ckpt_path checked before the run starts."""
 
 from __future__ import annotations
 
@@ -17,8 +18,20 @@ from gram_lightning.errors import GramError
 from gram_lightning.module import GRAMModule
 
 
+# The defaults of every run (trainer settings, logger, the callbacks all tasks share); a task config adds to them.
+DEFAULTS = Path(__file__).with_name("defaults.yaml")
+
+# The checkpoint names Lightning resolves itself rather than reading a file.
+SPECIAL_CKPT_PATHS = ("last", "best", "hpc")
+
+
 class GramCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
+        # Called for each parser that holds a run's arguments: one per subcommand, or the only one (run=False).
+        # jsonargparse skips a default file it cannot find, and a run without it would save no checkpoints.
+        if not DEFAULTS.is_file():
+            raise FileNotFoundError(f"{DEFAULTS} is missing from the installation")
+        parser.default_config_files = [str(DEFAULTS)]
         for name in ("vocab_size", "seq_len", "out_len", "num_puzzle_ids"):
             parser.link_arguments(f"data.{name}", f"model.net.init_args.{name}", apply_on="instantiate")
         # Always on: `gram test` leaves test_metrics.json and `gram predict` predictions.jsonl in the log dir.
@@ -29,6 +42,16 @@ class GramCLI(LightningCLI):
         # ARC: `gram test` also writes the voted answers (predictions.jsonl) and an ARC Prize submission.json.
         parser.add_lightning_class_args(ARCPredictionsWriter, "arc_predictions_writer")
 
+    def parse_arguments(self, parser, args) -> None:
+        # LightningCLI reads --ckpt_path's hyperparameters right after this; a missing or unreadable file stops
+        # here with one line instead of a traceback from deep inside torch.
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        self._ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        self._checkpoint = None
+        if self._ckpt_path and self._ckpt_path not in SPECIAL_CKPT_PATHS:
+            self._checkpoint = read_checkpoint(self._ckpt_path)
+
     def instantiate_trainer(self, **kwargs):
         # Every run writes its checkpoints atomically (see checkpoint_io.py); a CheckpointIO plugin given with
         # --trainer.plugins is used as given instead.
@@ -36,38 +59,38 @@ class GramCLI(LightningCLI):
         install_atomic_checkpoint_io(trainer)
         return trainer
 
-    def _parse_ckpt_path(self) -> None:
-        ckpt_path = self.config[self.config.subcommand].get("ckpt_path") if self.config.get("subcommand") else None
-        if ckpt_path and ckpt_path not in ("last", "best", "hpc") and not Path(ckpt_path).is_file():
-            sys.exit(f"gram: checkpoint not found: {ckpt_path}")
-        try:
-            super()._parse_ckpt_path()  # reads the checkpoint's hyperparameters
-        except Exception as error:  # a truncated or foreign file fails in many ways deep inside torch
-            first_line = (str(error).splitlines() or [""])[0]
-            sys.exit(f"gram: cannot read checkpoint {ckpt_path}: it is corrupt or not a Lightning checkpoint "
-                     f"({type(error).__name__}: {first_line})")
-
-
-    def _run_subcommand(self, subcommand: str) -> None:
-        self._check_checkpoint_fits(subcommand)
-        super()._run_subcommand(subcommand)
-
-    def _check_checkpoint_fits(self, subcommand: str) -> None:
+    def after_instantiate_classes(self) -> None:
         """A checkpoint of another task or net size, or with NaN weights, stops here with one line, before the
-        Trainer creates a log folder that would stay empty."""
-        ckpt_path = self.config[subcommand].get("ckpt_path")
-        if not ckpt_path or not Path(ckpt_path).is_file() or not isinstance(self.model, GRAMModule):
+        subcommand runs and the Trainer creates a log folder that would stay empty."""
+        checkpoint, self._checkpoint = self._checkpoint, None
+        if checkpoint is None or not isinstance(self.model, GRAMModule):
             return
-        import torch
-
-        try:  # mmap: the tensors are read only where the check touches them (shapes, then a NaN scan)
-            checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # a file of torch's legacy (non-zip) format cannot be mapped
-            checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         try:
             self.model.check_checkpoint(checkpoint, self.datamodule)
         except GramError as error:
-            raise type(error)(f"checkpoint {ckpt_path}: {error}") from None
+            raise type(error)(f"checkpoint {self._ckpt_path}: {error}") from None
+
+
+def read_checkpoint(ckpt_path: str) -> dict:
+    """The checkpoint at `ckpt_path`, its tensors memory-mapped (read only where a check touches them); a missing,
+    truncated or foreign file ends the program with one line."""
+    import torch
+
+    if not Path(ckpt_path).is_file():
+        sys.exit(f"gram: checkpoint not found: {ckpt_path}")
+    try:
+        try:
+            checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # a file of torch's legacy (non-zip) format cannot be mapped
+            checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated or foreign file fails in many ways deep inside torch
+        first_line = (str(error).splitlines() or [""])[0]
+        sys.exit(f"gram: cannot read checkpoint {ckpt_path}: it is corrupt or not a Lightning checkpoint "
+                 f"({type(error).__name__}: {first_line})")
+    if not isinstance(checkpoint, dict):
+        sys.exit(f"gram: cannot read checkpoint {ckpt_path}: it is not a Lightning checkpoint "
+                 f"(it holds a {type(checkpoint).__name__}, not a dict)")
+    return checkpoint
 
 
 def user_error(error: BaseException) -> GramError | None:

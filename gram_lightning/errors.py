@@ -12,7 +12,7 @@ class GramError(Exception):
 
 class GramUserError(GramError, ValueError):
     """Bad input: a data file in the wrong format, a corrupt cache, a checkpoint that does not fit, a
-    configuration that cannot work. A ValueError, so that code catching ValueError keeps working."""
+    configuration that cannot work. A ValueError, so that code catching ValueError catches it too."""
 
 
 class NonFiniteError(GramError, FloatingPointError):

@@ -133,6 +133,6 @@ class ReasoningNet(nn.Module):
         x = state + injection  # (B, L, D)
         for block in self.blocks:
             x = block(x)
-        # Post-norm blocks already end in a norm; the extra one matters only when a block is changed
-        # to pre-norm, where one reimplementation saw KL ~1e4 and NaN losses without it.
+        # Post-norm blocks already end in a norm; the extra one matters only for pre-norm blocks, whose
+        # unnormalized output would otherwise let the latent's scale grow across the recursion.
         return rms_norm(x) if self.final_norm else x

@@ -82,9 +82,9 @@ class GaussianHead(nn.Module):
     """MLP -> (mean, std), both bounded to the scale of u, starting at mean 0 and std init_std.
 
     u leaves a post-norm block with RMS 1. Nothing in the ELBO anchors the absolute scale of a learned
-    prior, and unbounded heads were seen to grow mean and std to ~10: the residual then drowns the
-    input injection h + e_x at the next step and prior rollouts collapse. Hence
-    mean = max_mean * tanh(. / max_mean) and std = min_std + (max_std - min_std) * sigmoid(.).
+    prior, and unbounded heads can grow mean and std an order of magnitude past it: the residual then drowns
+    the input injection h + e_x at the next step and prior rollouts collapse (README, "The model", choice 2).
+    Hence mean = max_mean * tanh(. / max_mean) and std = min_std + (max_std - min_std) * sigmoid(.).
     """
 
     def __init__(self, in_dim: int, dim: int, hidden: int, init_std: float, min_std: float, max_std: float, max_mean: float):
@@ -362,8 +362,7 @@ class GRAM(nn.Module):
         The posterior is consulted at the last transition only, the one whose KL enters the loss; the
         others draw from the prior (q = p there, so their KL is zero and the truncated loss is the exact
         ELBO of this posterior). Sampling q at unpenalized transitions lets it pass the whole target
-        through for free: measured on 4x4 Sudoku, KL 17.8 nats/position at the first transition, 0 at
-        the last, 100% posterior accuracy and 0% prior accuracy.
+        through them for free, leaving the prior nothing to learn (README, "The model", choice 1).
         """
         with torch.no_grad():
             for t in range(self.T - 1):
@@ -374,8 +373,8 @@ class GRAM(nn.Module):
         if noise is None or noise.posterior is None:
             return StepOutput(h, l, logits, *self.judge(h), noise)
         # The posterior sees the target, so its prediction is almost always right: heads trained on it learn
-        # "always right, halt now" (training halted after ~1.1 steps) and rank prior samples no better than
-        # chance. They judge a prior draw at the same point instead, the kind of state they see at inference.
+        # "always right, halt now" and rank prior samples no better than chance (README, "The model", choice 3).
+        # They judge a prior draw at the same point instead, the kind of state they see at inference.
         # With `prior_draw_grad` its decoding keeps the graph into the core (not into the prior: the draw is
         # detached, the prior learns from the KL alone), for the module's prior-draw reconstruction term.
         with torch.set_grad_enabled(prior_draw_grad and torch.is_grad_enabled()):

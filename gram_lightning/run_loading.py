@@ -44,7 +44,7 @@ def load_run(config: str, ckpt_path: str, overrides: list[str], tool: str) -> Gr
 
 def load_for_evaluation(config: str, ckpt_path: str, overrides: list[str], tool: str):
     """`load_run`, then ready to sample: the module in eval mode on the GPU if there is one, the DataModule set
-    up for test, its task hooks attached. Returns (module, datamodule)."""
+    up for test and attached as the module's task. Returns (module, datamodule)."""
     cli = load_run(config, ckpt_path, overrides, tool)
     module, datamodule = cli.model, cli.datamodule
     module.to("cuda" if torch.cuda.is_available() else "cpu").eval()

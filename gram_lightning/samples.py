@@ -13,9 +13,9 @@ from gram_lightning.selection import SelectionRule, first_occurrences, select
 class Samples:
     """The outputs of N trajectories per input at one depth, as the task judges them.
 
-    `keys` are the outputs in the task's canonical form (graph colorings with their colours renamed in order of
-    first use): samples with equal keys are the same answer, for voting and for counting distinct solutions.
-    Without a canonical form they are the outputs themselves.
+    `keys` are the outputs in the task's canonical form (`Task.canonical`; graph colorings with their colours
+    renamed in order of first use): samples with equal keys are the same answer, for voting and for counting
+    distinct solutions.
     """
 
     preds: torch.Tensor  # (B, N, L_out) tokens
@@ -23,7 +23,7 @@ class Samples:
     value: torch.Tensor  # (B, N) LPRM value head
     halt_logits: torch.Tensor  # (B, N)
     is_solution: torch.Tensor  # (B, N) bool: the task's checker (or equality with the label)
-    conflicts: torch.Tensor | None  # (B, N) violated constraints per sample (graph coloring), None if not counted
+    violations: torch.Tensor | None  # (B, N) violated constraints per sample (Task.violations), None if not counted
     steps: torch.Tensor  # (B, N) supervision steps run
     chosen_index: torch.Tensor  # (B,) the selected sample
     score: torch.Tensor  # (B,) the selection rule's score of its choice

@@ -10,69 +10,51 @@ from dataclasses import dataclass
 import torch
 
 from gram_lightning.atomic import atomic_write_bytes
+from gram_lightning.metrics import outcomes, summary, totals
 from gram_lightning.module import GRAMModule
+from gram_lightning.sampling import sample_depths
 from gram_lightning.selection import SelectionRule
 
 
 @dataclass
 class ScalingResult:
-    """Per-input outcomes, keyed by (N, steps): exact (the chosen output is valid), passed (any sample valid),
-    sample_acc (the fraction of the N samples that are valid), distinct valid solutions found, conflicts of the
-    chosen output and the mean conflicts of one sample (tasks that count them), and each input's number of valid
-    solutions (0 where unknown)."""
+    """Each input's outcomes (`metrics.outcomes`: (inputs,) tensors) keyed by (N, steps), each input's number of
+    valid solutions (0 where unknown), and the name the task gives its violations."""
 
-    exact: dict[tuple[int, int], torch.Tensor]
-    passed: dict[tuple[int, int], torch.Tensor]
-    sample_acc: dict[tuple[int, int], torch.Tensor]
-    distinct: dict[tuple[int, int], torch.Tensor]
+    outcomes: dict[tuple[int, int], dict[str, torch.Tensor]]
     num_solutions: torch.Tensor
-    conflicts: dict[tuple[int, int], torch.Tensor]
-    sample_conflicts: dict[tuple[int, int], torch.Tensor]
+    violations_name: str = "violations"
+
+    def _row(self, key: tuple[int, int], rows: torch.Tensor | None = None) -> dict:
+        """The SolveMetrics values of the inputs `rows` (a mask; None: all) at key (N, steps)."""
+        per_input = {k: v if rows is None else v[rows] for k, v in self.outcomes[key].items()}
+        values = summary(totals(per_input), self.violations_name)
+        return {"N": key[0], "steps": key[1], "inputs": per_input["exact"].numel(), **{k: v.item() for k, v in values.items()}}
 
     def table(self) -> list[dict]:
-        """One row per (N, steps): sample_acc, exact_acc, pass_at_n, distinct_solutions, coverage, and
-        conflict_edges / sample_conflict_edges summed over the inputs (SolveMetrics' definitions)."""
-        rows = []
-        known = self.num_solutions > 0
-        for key in sorted(self.exact):
-            width, steps = key
-            row = {"N": width, "steps": steps, "inputs": int(self.exact[key].numel()),
-                   "sample_acc": self.sample_acc[key].float().mean().item(),
-                   "exact_acc": self.exact[key].float().mean().item(),
-                   "pass_at_n": self.passed[key].float().mean().item(),
-                   "distinct_solutions": self.distinct[key].float().mean().item()}
-            if known.any():
-                row["coverage"] = (self.distinct[key][known] / self.num_solutions[known]).mean().item()
-            if key in self.conflicts:
-                row["conflict_edges"] = int(self.conflicts[key].sum())
-                row["sample_conflict_edges"] = self.sample_conflicts[key].double().sum().item()
-            rows.append(row)
-        return rows
+        """One row per (N, steps): the inputs evaluated and their SolveMetrics."""
+        return [self._row(key) for key in sorted(self.outcomes)]
 
     def by_num_solutions(self, steps: int, bins: list[int]) -> list[dict]:
         """Rows per (N, bin of the number of valid solutions) at depth `steps`; bins are lower edges."""
         rows = []
         edges = [*bins, float("inf")]
-        for (width, s), exact in sorted(self.exact.items()):
-            if s != steps:
-                continue
+        for key in sorted(k for k in self.outcomes if k[1] == steps):
             for lo, hi in zip(edges[:-1], edges[1:]):
                 mask = (self.num_solutions >= lo) & (self.num_solutions < hi)
                 if not mask.any():
                     continue
-                cov = (self.distinct[(width, s)][mask] / self.num_solutions[mask]).mean().item()
                 label = f"{lo}" if hi == lo + 1 else (f"{lo}+" if hi == float("inf") else f"{lo}-{int(hi) - 1}")
-                rows.append({"N": width, "steps": s, "num_solutions": label, "inputs": int(mask.sum()),
-                             "sample_acc": self.sample_acc[(width, s)][mask].float().mean().item(),
-                             "exact_acc": exact[mask].float().mean().item(), "coverage": cov})
+                row = self._row(key, mask)
+                rows.append({"N": row.pop("N"), "steps": row.pop("steps"), "num_solutions": label, **row})
         return rows
 
 
 @torch.no_grad()
 def evaluate_grid(module: GRAMModule, batches, widths: list[int], steps: list[int], selection: SelectionRule = "vote") -> ScalingResult:
-    """For each width N, sample N trajectories per input in one batch (the module's sampler), roll them out to
+    """For each width N, sample N trajectories per input in one batch (`sampling.sample_depths`), roll them out to
     max(steps) once and score the outputs at every depth of `steps` on the way (depth costs nothing extra)."""
-    out: dict[str, dict] = {k: defaultdict(list) for k in ("exact", "passed", "sample_acc", "distinct", "conflicts", "sample_conflicts")}
+    out: dict[tuple[int, int], dict[str, list[torch.Tensor]]] = defaultdict(lambda: defaultdict(list))
     counts = []
     was_training = module.training
     module.eval()
@@ -81,22 +63,16 @@ def evaluate_grid(module: GRAMModule, batches, widths: list[int], steps: list[in
             for batch in batches:
                 batch = {k: v.to(module.device) for k, v in batch.items()}
                 B = batch["inputs"].shape[0]
-                counts.append(batch.get("num_solutions", torch.zeros(B, dtype=torch.long, device=module.device)).cpu())
+                solutions = batch.get("num_solutions", torch.zeros(B, dtype=torch.long, device=module.device))
+                counts.append(solutions.cpu())
                 for width in widths:
-                    for depth, s in module.sample_depths(batch, width, steps, selection):
-                        key = (width, depth)
-                        out["exact"][key].append(s.chosen_ok.cpu())
-                        out["passed"][key].append(s.is_solution.any(1).cpu())
-                        out["sample_acc"][key].append(s.is_solution.float().mean(1).cpu())
-                        out["distinct"][key].append(s.distinct_solutions.cpu())
-                        if s.conflicts is not None:
-                            out["conflicts"][key].append(s.conflicts.gather(1, s.chosen_index[:, None]).squeeze(1).cpu())
-                            out["sample_conflicts"][key].append(s.conflicts.float().mean(1).cpu())
+                    for depth, s in sample_depths(module, batch, width, steps, selection):
+                        for name, value in outcomes(s, batch["labels"], solutions).items():
+                            out[width, depth][name].append(value.cpu())
     finally:
         module.train(was_training)
-    cat = {name: {k: torch.cat(v) for k, v in d.items()} for name, d in out.items()}
-    return ScalingResult(cat["exact"], cat["passed"], cat["sample_acc"], cat["distinct"], torch.cat(counts),
-                         cat["conflicts"], cat["sample_conflicts"])
+    per_input = {key: {name: torch.cat(values) for name, values in d.items()} for key, d in out.items()}
+    return ScalingResult(per_input, torch.cat(counts), module.task.violations_name)
 
 
 def plot(result: ScalingResult, path, title: str, trained_steps: int | None = None, bins: list[int] | None = None) -> None:

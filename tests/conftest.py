@@ -4,6 +4,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from gram_lightning.model import GRAM
+from gram_lightning.task import Task
 
 
 @pytest.fixture(autouse=True)
@@ -32,8 +33,8 @@ TINY_TRAINER = dict(accelerator="cpu", devices=1, logger=False, enable_checkpoin
                     enable_progress_bar=False, enable_model_summary=False)
 
 
-class RandomBoards(L.LightningDataModule):
-    """Random 16-token boards; the module falls back to exact-match checking without check_solution."""
+class RandomBoards(L.LightningDataModule, Task):
+    """Random 16-token boards. No `Task.check`: outputs are judged by equality with the label."""
 
     vocab_size, seq_len, out_len, num_puzzle_ids = 6, 16, 16, 0
 

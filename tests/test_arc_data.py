@@ -177,6 +177,18 @@ def test_checkpoint_state_rejects_unknown_tasks(tmp_path):
         tiny_dm(tmp_path, num_variants=3, num_val_variants=1).load_state_dict(state)
 
 
+def test_check_checkpoint_reads_the_saved_tasks_and_the_embedding_table(tmp_path):
+    dm = tiny_dm(tmp_path)
+    key, table = type(dm).__qualname__, torch.zeros(dm.num_puzzle_ids, 8)
+    dm.check_checkpoint({key: dm.state_dict(), "state_dict": {"net.puzzle_embed.weight": table}})  # fits
+    with pytest.raises(ValueError, match="num_variants"):
+        dm.check_checkpoint({key: {**dm.state_dict(), "num_variants": 3}, "state_dict": {"net.puzzle_embed.weight": table}})
+    with pytest.raises(ValueError, match=r"puzzle embeddings none, this data needs .* \(tasks x num_variants\)"):
+        dm.check_checkpoint({"state_dict": {}})  # a checkpoint of a task without puzzle ids
+    with pytest.raises(ValueError, match=f"puzzle embeddings {dm.num_puzzle_ids - 4:,} x 8, this data needs"):
+        dm.check_checkpoint({"state_dict": {"net.puzzle_embed.weight": table[4:]}})
+
+
 def test_variants_digest_is_hashed_once_per_setup(tmp_path, monkeypatch):
     import datamodules.arc as arc
 
@@ -186,7 +198,7 @@ def test_variants_digest_is_hashed_once_per_setup(tmp_path, monkeypatch):
     dm = tiny_dm(tmp_path)
     state = dm.state_dict()
     dm.load_state_dict(state)
-    dm.load_state_dict(state)  # a test run loads the state twice (GRAMModule.on_load_checkpoint, then Lightning)
+    dm.load_state_dict(state)  # a test run loads the state twice (check_checkpoint, then Lightning)
     assert len(calls) == 1
     dm.setup("test")  # set up once: the same data, the same digest
     assert dm.state_dict() == state and len(calls) == 1

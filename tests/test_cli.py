@@ -9,6 +9,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import build_cli
@@ -47,6 +48,28 @@ def test_every_shipped_config_parses_and_instantiates(config, tmp_path):
     net = cli.model.net
     # An image model runs on patches: its pixel count is the data's sequence length.
     assert (net.vocab_size, getattr(net, "num_pixels", net.seq_len)) == (cli.datamodule.vocab_size, cli.datamodule.seq_len)
+    assert_shared_defaults(cli.config, cli.trainer, config.stem)
+
+
+def assert_shared_defaults(config, trainer, name: str) -> None:
+    """What gram_lightning/defaults.yaml gives every run, whether a task config adds to it or replaces a part."""
+    assert config["seed_everything"] == 0
+    assert (trainer.max_epochs, trainer.gradient_clip_val) == (-1, 1.0)
+    assert (trainer.logger.save_dir, trainer.logger.name) == ("logs", name)
+    kinds = [type(cb).__name__ for cb in trainer.callbacks]
+    assert kinds.count("RampedEMA") == 1 and kinds.count("ModelCheckpoint") == 1 and "LearningRateMonitor" in kinds
+    assert trainer.checkpoint_callback.save_last
+
+
+@pytest.mark.parametrize("subcommand", ["fit", "validate", "test", "predict"])
+def test_every_subcommand_starts_from_the_shared_defaults(subcommand, capsys):
+    with pytest.raises(SystemExit):
+        main([subcommand, "--config", str(ROOT / "experiments" / "nqueens8.yaml"), "--print_config"])
+    resolved = yaml.safe_load(capsys.readouterr().out)
+    assert resolved["seed_everything"] == 0 and resolved["trainer"]["logger"]["init_args"]["save_dir"] == "logs"
+    callbacks = {c["class_path"].rsplit(".", 1)[1]: c["init_args"] for c in resolved["trainer"]["callbacks"]}
+    assert callbacks["ModelCheckpoint"]["save_last"] and callbacks["RampedEMA"]["decay"] == 0.9999
+    assert "SampleBoards" in callbacks and "LearningRateMonitor" in callbacks
 
 
 OVERLAYS = sorted((ROOT / "experiments" / "baselines").glob("*.yaml"))
@@ -57,6 +80,7 @@ def test_every_baseline_overlay_applies_to_a_task_config(overlay, tmp_path):
     cli = build_cli(["--config", str(ROOT / "experiments" / "nqueens8.yaml"), "--config", str(overlay),
                         "--data.init_args.cache_dir", str(tmp_path)])
     assert cli.trainer.logger.version == overlay.stem  # each baseline logs under its own name
+    assert_shared_defaults(cli.config, cli.trainer, "nqueens8")
     assert cli.model.net.seq_len == 64
 
 

@@ -366,8 +366,8 @@ def test_batches(dm):
     data = dm.splits["test"]
     assert torch.equal(test["inputs"], data.inputs[:16].long())  # unaugmented
     assert torch.equal(test["labels"], data.solutions[data.offsets[:16]].long())  # first canonical coloring
-    assert dm.check_solution(test["inputs"], test["labels"]).all()
-    assert (dm.conflict_edges(test["inputs"], test["labels"]) == 0).all()
+    assert dm.check(test["inputs"], test["labels"]).all()
+    assert (dm.violations(test["inputs"], test["labels"]) == 0).all()
 
 
 def test_training_labels_cover_colorings_and_permutations(dm):
@@ -377,13 +377,13 @@ def test_training_labels_cover_colorings_and_permutations(dm):
     labels = batches.__getitems__([p] * 400)["labels"]
     assert check_coloring(data.inputs[p].long().expand(400, -1), labels).all()
     stored = {tuple(row) for row in data.solutions[data.offsets[p] : data.offsets[p + 1]].tolist()}
-    assert {tuple(row) for row in dm.canonical_output(labels).tolist()} == stored  # all drawn
+    assert {tuple(row) for row in dm.canonical(labels).tolist()} == stored  # all drawn
     assert len({tuple(row) for row in labels.tolist()}) > len(stored)  # colors permuted too
 
 
-def test_solutions_for(dm):
+def test_solutions(dm):
     index = torch.tensor([3, 0, 5])
-    solutions, counts = dm.solutions_for(index, "test")
+    solutions, counts = dm.solutions(index, "test")
     data = dm.splits["test"]
     assert torch.equal(counts, data.num_solutions[index])
     assert solutions.shape == (3, int(counts.max()), N) and solutions.dtype == torch.long
@@ -391,7 +391,7 @@ def test_solutions_for(dm):
         count = int(counts[row])
         assert torch.equal(solutions[row, :count], data.solutions[data.offsets[p] : data.offsets[p + 1]].long())
         assert (solutions[row, count:] == 0).all()
-        assert torch.equal(dm.canonical_output(solutions[row, :count]), solutions[row, :count])
+        assert torch.equal(dm.canonical(solutions[row, :count]), solutions[row, :count])
 
 
 def test_train_and_test_are_disjoint_up_to_isomorphism(dm):

@@ -206,7 +206,7 @@ def test_datamodule_batches(tmp_path):
                                   eval_batch_size=4)
     # known before setup: the CLI links them into the model
     assert (dm.vocab_size, dm.seq_len, dm.out_len, dm.num_puzzle_ids, dm.image_size) == (3, 784, 784, 0, 28)
-    assert not hasattr(dm, "check_solution")
+    assert not dm.checks_answers and not dm.reports_solve_metrics
     assert dm.classifier_path == str(tmp_path / "classifier.pt")
     dm.setup("fit")
 

@@ -5,8 +5,10 @@ import pytest
 import torch
 from conftest import TINY_TRAINER, RandomBoards, tiny_net
 
+from gram_lightning.act import halt_decision
 from gram_lightning.model import StepOutput
 from gram_lightning.module import GRAMModule
+from gram_lightning.task import Task
 
 
 
@@ -34,12 +36,9 @@ def test_act_replaces_only_halted_rows():
 
 
 def test_halting_without_act_is_the_step_limit():
-    module = GRAMModule(tiny_net(N_sup=3), act=False)
-    out = module.net.supervision_step(*module.net.initial_state(3), module.net.embed_input(torch.ones(3, 16, dtype=torch.long)))
-    out.halt_logits = torch.tensor([10.0, 10.0, -10.0])
-    assert module._halt_decision(out, torch.tensor([1, 3, 3])).tolist() == [False, True, True]
-    module.act, module.halt_exploration_prob = True, 0.0
-    assert module._halt_decision(out, torch.tensor([1, 1, 1])).tolist() == [True, True, False]
+    logits = torch.tensor([10.0, 10.0, -10.0])
+    assert halt_decision(logits, torch.tensor([1, 3, 3]), 3, act=False, exploration_prob=0.1).tolist() == [False, True, True]
+    assert halt_decision(logits, torch.tensor([1, 1, 1]), 3, act=True, exploration_prob=0.0).tolist() == [True, True, False]
 
 
 @pytest.mark.parametrize("noise", ["learned", "none", "fixed", "mean_only"])
@@ -90,9 +89,18 @@ def test_head_targets_count_a_valid_non_label_answer_as_right():
     logits = torch.nn.functional.one_hot(torch.tensor([[3] * 16, [4] * 16]), 6).float() * 10
     out = StepOutput(None, None, logits, torch.zeros(2), torch.full((2,), 0.2), None)
     # Without a checker only the label is right; a checker that accepts token 3 everywhere makes row 0 right.
-    assert module._loss_terms(out, labels, labels)["value_loss"] == pytest.approx(0.2**2)
-    module.solution_checker = lambda inputs, preds: (preds == 3).all(-1)
-    assert module._loss_terms(out, labels, labels)["value_loss"] == pytest.approx((0.8**2 + 0.2**2) / 2)
+    assert _loss_terms(module, out, labels, labels)["value_loss"] == pytest.approx(0.2**2)
+
+    class ThreesTask(Task):
+        def check(self, inputs, outputs):
+            return (outputs == 3).all(-1)
+
+    module.attach_task(ThreesTask())
+    assert _loss_terms(module, out, labels, labels)["value_loss"] == pytest.approx((0.8**2 + 0.2**2) / 2)
+
+
+def _loss_terms(module, out, inputs, labels):
+    return module.elbo.terms(out, inputs, labels, module.global_step, module.task)
 
 
 def test_prior_draw_reconstruction_trains_the_core_not_the_prior():
@@ -101,7 +109,7 @@ def test_prior_draw_reconstruction_trains_the_core_not_the_prior():
     batch = {"inputs": torch.ones(4, 16, dtype=torch.long), "labels": torch.full((4, 16), 2)}
     out = net.supervision_step(*net.initial_state(4), net.embed_input(batch["inputs"]), "posterior",
                                net.embed_target(batch["labels"]), prior_draw_grad=True)
-    terms = module._loss_terms(out, batch["inputs"], batch["labels"])
+    terms = _loss_terms(module, out, batch["inputs"], batch["labels"])
     assert terms["ce_prior_draw"] > 0
     terms["ce_prior_draw"].backward()
     assert net.decoder.weight.grad.abs().sum() > 0 and any(p.grad is not None for p in net.f_H.parameters())
@@ -109,7 +117,7 @@ def test_prior_draw_reconstruction_trains_the_core_not_the_prior():
     # Off (the default), the prior draw only feeds the heads and carries no graph.
     out = net.supervision_step(*net.initial_state(4), net.embed_input(batch["inputs"]), "posterior", net.embed_target(batch["labels"]))
     assert not out.judged_logits.requires_grad
-    assert "ce_prior_draw" not in GRAMModule(tiny_net())._loss_terms(out, batch["inputs"], batch["labels"])
+    assert "ce_prior_draw" not in _loss_terms(GRAMModule(tiny_net()), out, batch["inputs"], batch["labels"])
 
 
 def test_prior_draw_reconstruction_trains_and_needs_a_learned_prior():
@@ -156,8 +164,8 @@ def test_prior_draw_carry_trains_and_needs_a_learned_prior():
 
 def test_beta_schedule_is_geometric_from_beta_start_to_beta():
     module = GRAMModule(tiny_net(), beta=1.0, beta_start=16.0, beta_anneal_steps=100)
-    assert [module.kl_weight(s) for s in (0, 50, 100, 1000)] == pytest.approx([16.0, 4.0, 1.0, 1.0])
-    assert GRAMModule(tiny_net(), beta=0.5).kl_weight(0) == 0.5  # no beta_start: constant
+    assert [module.elbo.kl_weight(s) for s in (0, 50, 100, 1000)] == pytest.approx([16.0, 4.0, 1.0, 1.0])
+    assert GRAMModule(tiny_net(), beta=0.5).elbo.kl_weight(0) == 0.5  # no beta_start: constant
     trainer = _fit(GRAMModule(tiny_net(), warmup_steps=1, beta=1.0, beta_start=4.0, beta_anneal_steps=4))
     assert trainer.callback_metrics["train/beta"] == pytest.approx(4.0 * 0.25 ** (2 / 4))  # logged at the third step
     with pytest.raises(ValueError, match="beta_start"):
@@ -171,7 +179,7 @@ def test_summed_kl_weighs_every_latent_position():
     torch.nn.init.normal_(net.posterior.out.weight, std=0.1)  # q starts equal to p: make them differ
     batch = {"inputs": torch.ones(4, 16, dtype=torch.long), "labels": torch.full((4, 16), 2)}
     out = net.supervision_step(*net.initial_state(4), net.embed_input(batch["inputs"]), "posterior", net.embed_target(batch["labels"]))
-    mean, summed = (GRAMModule(net, beta=0.5, kl_reduction=r)._loss_terms(out, batch["inputs"], batch["labels"]) for r in ("mean", "sum"))
+    mean, summed = (_loss_terms(GRAMModule(net, beta=0.5, kl_reduction=r), out, batch["inputs"], batch["labels"]) for r in ("mean", "sum"))
     assert summed["kl"] == mean["kl"] > 0  # logged per position either way
     assert (summed["loss"] - mean["loss"]).item() == pytest.approx(0.5 * (net.total_len - 1) * mean["kl"].item(), rel=1e-5)
     with pytest.raises(ValueError, match="kl_reduction"):

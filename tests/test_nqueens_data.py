@@ -301,11 +301,11 @@ def test_datamodule_8x8_splits_and_batches(tmp_path):
     _check_batch(val_batch, 50, 8)
     assert val_batch["index"].tolist() == list(range(50))
     assert torch.equal(val_batch["inputs"], test.inputs[:50].long())
-    solutions, counts = dm.solutions_for(val_batch["index"], "val")
+    solutions, counts = dm.solutions(val_batch["index"], "val")
     assert solutions.shape == (50, int(counts.max()), 64) and solutions.dtype == torch.long
     assert torch.equal(counts, val_batch["num_solutions"])
     assert torch.equal(solutions[:, 0], val_batch["labels"])  # eval labels: the first completion
-    assert dm.check_solution(val_batch["inputs"], val_batch["labels"]).all()
+    assert dm.check(val_batch["inputs"], val_batch["labels"]).all()
     assert len(dm.test_dataloader()) == -(-776 // 50)
 
 
@@ -317,7 +317,7 @@ def test_datamodule_draws_random_completions_for_training(tmp_path):
     assert train.num_solutions[row] > 10
     batch = dm.train_dataloader().dataset.__getitems__([row] * 1000)
     assert (batch["inputs"] == train.inputs[row].long()).all()
-    solutions, count = dm.solutions_for(torch.tensor([row]), "train")
+    solutions, count = dm.solutions(torch.tensor([row]), "train")
     expected = {tuple(s) for s in solutions[0, : count[0]].tolist()}
     assert {tuple(s) for s in batch["labels"].tolist()} == expected  # every completion gets drawn
 
@@ -375,7 +375,7 @@ def test_datamodule_errors(tmp_path):
     with pytest.raises(ValueError, match="fewer than batch_size"):
         dm.train_dataloader()
     with pytest.raises(ValueError, match="unknown split"):
-        dm.solutions_for(torch.tensor([0]), "dev")
+        dm.solutions(torch.tensor([0]), "dev")
     tiny = _datamodule(tmp_path, board_size=4, num_removed=[4])  # only the empty board
     with pytest.raises(ValueError, match="too few to split"):
         tiny.setup()

@@ -31,12 +31,12 @@ def test_vote_picks_the_majority_and_lprm_breaks_ties():
         select(preds, "best", value, halt)
 
 
-def scored(preds, is_solution, chosen_index, keys=None, conflicts=None) -> Samples:
+def scored(preds, is_solution, chosen_index, keys=None, violations=None) -> Samples:
     """Hand-made Samples: preds (B, N, L), is_solution (B, N), chosen_index (B,)."""
     preds, is_solution = torch.as_tensor(preds), torch.as_tensor(is_solution)
     B, N = is_solution.shape
     return Samples(preds, preds if keys is None else torch.as_tensor(keys), torch.zeros(B, N), torch.zeros(B, N),
-                   is_solution, None if conflicts is None else torch.as_tensor(conflicts), torch.ones(B, N, dtype=torch.long),
+                   is_solution, None if violations is None else torch.as_tensor(violations), torch.ones(B, N, dtype=torch.long),
                    torch.as_tensor(chosen_index), torch.zeros(B))
 
 
@@ -45,7 +45,7 @@ def test_solve_metrics_on_hand_made_samples():
     # puzzle 1 has two solutions A and B; puzzle 2 none found
     s = scored([[A, B, A], [C, C, C]], [[True, True, True], [False, False, False]], [0, 0])
     labels = torch.tensor([B, [4, 3]])
-    metric.update(s, labels, num_solutions=torch.tensor([4, 2]))
+    metric.update(s, {"labels": labels, "num_solutions": torch.tensor([4, 2])})
     out = metric.compute()
     assert out["exact_acc"] == 0.5  # A solves puzzle 1 although the label is B
     assert out["sample_acc"] == 0.5  # 3 of the 6 samples are solutions
@@ -60,26 +60,27 @@ def test_sample_accuracy_counts_every_sample_not_the_vote():
     metric = SolveMetrics()
     # The vote picks the valid answer every time, but only 2 of 5 samples are valid: single-shot accuracy 40%.
     s = scored([[A, A, B, C, C]], [[True, True, False, False, False]], [0])
-    metric.update(s, torch.tensor([A]))
+    metric.update(s, {"labels": torch.tensor([A])})
     out = metric.compute()
     assert out["exact_acc"] == 1.0 and out["sample_acc"] == pytest.approx(0.4) and out["pass_at_n"] == 1.0
 
 
 def test_token_accuracy_ignores_pad():
     metric = SolveMetrics()
-    metric.update(scored([[[2, 3, 5]]], [[False]], [0]), torch.tensor([[2, 4, 0]]))
+    metric.update(scored([[[2, 3, 5]]], [[False]], [0]), {"labels": torch.tensor([[2, 4, 0]])})
     out = metric.compute()
     assert out["token_acc"] == 0.5 and "coverage" not in out
 
 
 def test_distinct_solutions_use_canonical_keys_and_conflicts_are_summed():
-    metric = SolveMetrics()
+    metric = SolveMetrics("conflict_edges")
     # Colorings [3, 4, 3] and [4, 3, 4] are one coloring up to color permutation: same canonical key.
     samples = torch.tensor([[[3, 4, 3], [4, 3, 4], [3, 3, 4]]])
     keys = torch.tensor([[[3, 4, 3], [3, 4, 3], [3, 3, 4]]])
     is_solution = torch.tensor([[True, True, True]])
-    metric.update(scored(samples, is_solution, [0], keys, conflicts=[[2, 0, 1]]), samples[:, 0], torch.tensor([4]))
-    metric.update(scored(samples, is_solution, [1], keys, conflicts=[[2, 0, 1]]), samples[:, 0], torch.tensor([4]))
+    batch = {"labels": samples[:, 0], "num_solutions": torch.tensor([4])}
+    metric.update(scored(samples, is_solution, [0], keys, violations=[[2, 0, 1]]), batch)
+    metric.update(scored(samples, is_solution, [1], keys, violations=[[2, 0, 1]]), batch)
     out = metric.compute()
     assert out["distinct_solutions"] == 2.0 and out["coverage"] == pytest.approx(0.5)
     # The chosen samples have 2 and 0 conflicts; one sample has (2 + 0 + 1) / 3 = 1 on average, per input.

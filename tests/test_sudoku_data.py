@@ -429,7 +429,7 @@ def test_datamodule_4x4_multi_solution(tmp_path):
     val = next(iter(dm.val_dataloader()))
     _check_batch(val, 8, 4)
     assert val["index"].tolist() == list(range(8))
-    solutions, counts = dm.solutions_for(val["index"], "val")
+    solutions, counts = dm.solutions(val["index"], "val")
     assert solutions.shape == (8, test.solutions.shape[1], 16) and torch.equal(counts, val["num_solutions"])
     assert torch.equal(solutions[:, 0], val["labels"])  # eval labels: the first solution
 
@@ -476,4 +476,4 @@ def test_datamodule_from_csv_with_workers(tmp_path):
     dm.setup("fit")
     assert len(dm.splits["train"]) == 1 and len(dm.splits["test"]) == 1
     _check_batch(next(iter(dm.train_dataloader())), 2, 9)
-    assert dm.check_solution(dm.splits["test"].inputs.long(), dm.splits["test"].solutions[:, 0].long()).all()
+    assert dm.check(dm.splits["test"].inputs.long(), dm.splits["test"].solutions[:, 0].long()).all()

@@ -115,9 +115,9 @@ def test_unconditional_data_is_blank_inputs_and_distinct_valid_grids(tmp_path):
     batch = next(iter(dm.train_dataloader()))
     assert (batch["inputs"] == BLANK_TOKEN).all() and is_valid_sudoku(batch["labels"], 4).all()
     # Any valid board is right for a blank input; the label is one of many.
-    assert dm.check_solution(batch["inputs"], batch["labels"].flip(0)).all()
+    assert dm.check(batch["inputs"], batch["labels"].flip(0)).all()
     assert isinstance(dm.generation_metrics(), SampleSetMetrics)
-    assert dm.format_sample(batch["labels"][0]).count("\n") == 3
+    assert dm.format(batch["labels"][0]).count("\n") == 3
 
 
 def test_unconditional_mode_rejects_givens_and_csv(tmp_path):
