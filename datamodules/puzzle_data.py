@@ -1,4 +1,5 @@
-"""What the puzzle DataModules share: batch-at-once datasets, an augmenting collate, and the loaders."""
+"""What the puzzle DataModules share: batch-at-once datasets, an augmenting collate, and the loaders with their
+arguments."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from gram_lightning.errors import GramUserError
 
+# A training augmentation: (inputs (B, L_in), labels (B, L_out)[, generator]) -> both transformed, with one random
+# transform per row applied to its input and its label alike. The randomness comes from the optional
+# torch.Generator, else from torch's global generator (which DataLoader workers seed differently, and
+# `PuzzleBatches` per batch when it trains).
 Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -132,16 +137,48 @@ def whole_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 class PuzzleDataModule(LightningDataModule):
     """Train / val / test / predict loaders over ``self.splits`` (filled by the subclass's `setup`).
 
-    Subclasses set ``splits``, ``batch_size``, ``eval_batch_size``, ``num_workers``, ``epoch_multiplier`` and
-    ``augment`` and implement `batches` and `augment_fn`. Predict runs on the test split.
+    Subclasses pass the arguments below on from their own ``__init__`` (and call ``save_hyperparameters`` there,
+    which records the arguments of the ``__init__`` that calls it), fill ``splits`` in `setup` and implement
+    `batches`, and `augment_fn` when they augment. Predict runs on the test split.
+
+    Args:
+        batch_size: Training batch size.
+        eval_batch_size: Validation / test batch size; None: ``batch_size``.
+        num_workers: DataLoader worker processes.
+        seed: Seed of the task's data (generation, splits, subsets); what it seeds is the task's to say.
+        epoch_multiplier: One training epoch draws each example this many times.
+        augment: Whether training batches go through `augment_fn`.
+        num_proc: Processes that build the data, for tasks that build it in parallel.
+        cache_dir: Folder of the cached datasets (one subfolder per set of parameters), for tasks that cache.
     """
 
     splits: dict[str, Any]
-    batch_size: int
-    eval_batch_size: int
-    num_workers: int
-    epoch_multiplier: int
-    augment: bool
+
+    def __init__(
+        self,
+        *,
+        batch_size: int,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+        epoch_multiplier: int = 1,
+        augment: bool = False,
+        num_proc: int = 1,
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        require(batch_size >= 1, f"batch_size must be >= 1, got {batch_size}")
+        require(eval_batch_size is None or eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {eval_batch_size}")
+        require(num_workers >= 0, f"num_workers must be >= 0, got {num_workers}")
+        require(seed >= 0, f"seed must be >= 0 (it seeds numpy generators), got {seed}")
+        require(epoch_multiplier >= 1, f"epoch_multiplier must be >= 1, got {epoch_multiplier}")
+        require(num_proc >= 1, f"num_proc must be >= 1, got {num_proc}")
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size if eval_batch_size is not None else batch_size
+        self.num_workers, self.seed = num_workers, seed
+        self.epoch_multiplier, self.augment = epoch_multiplier, augment
+        self.num_proc, self.cache_dir = num_proc, cache_dir
+        self.splits = {}
 
     def batches(self, data: Any, *, repeat: int = 1, random_label: bool = False) -> PuzzleBatches:
         raise NotImplementedError

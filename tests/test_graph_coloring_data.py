@@ -15,19 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-import datamodules.graph_coloring as gc
-from datamodules.graph_coloring import (
-    GenerationError,
-    GraphColoringDataModule,
-    augment_batch,
-    canonical_output,
-    check_coloring,
-    conflict_edges,
-    enumerate_colorings,
-    generate_split,
-    isomorphism_key,
-    num_pairs,
-)
+import datamodules.graph_coloring.data as gc_data
+from datamodules.generation import GenerationError
+from datamodules.graph_coloring import GraphColoringDataModule
+from datamodules.graph_coloring.colorings import canonical_output, check_coloring, conflict_edges
+from datamodules.graph_coloring.generator import generate_split
+from datamodules.graph_coloring.graphs import augment_batch, enumerate_colorings, isomorphism_key, num_pairs
 
 datasets.disable_progress_bars()
 
@@ -373,7 +366,7 @@ def test_batches(dm):
 def test_training_labels_cover_colorings_and_permutations(dm):
     data = dm.splits["train"]
     p = int(torch.nonzero(data.num_solutions >= 3)[0])
-    batches = gc._GraphBatches(data, 3, random_label=True)
+    batches = gc_data._GraphBatches(data, 3, random_label=True)
     labels = batches.__getitems__([p] * 400)["labels"]
     assert check_coloring(data.inputs[p].long().expand(400, -1), labels).all()
     stored = {tuple(row) for row in data.solutions[data.offsets[p] : data.offsets[p + 1]].tolist()}
@@ -435,7 +428,7 @@ def test_cached_reload_is_identical(dm, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("the cache should have been used")
 
-    monkeypatch.setattr(gc, "generate_split", fail)
+    monkeypatch.setattr(gc_data, "generate_split", fail)
     again = GraphColoringDataModule(
         num_nodes=N, num_train_graphs=TRAIN, num_test_graphs=TEST, num_val_graphs=VAL, cache_dir=dm.cache_dir,
     )

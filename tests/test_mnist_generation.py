@@ -8,7 +8,7 @@ import torch
 
 from datamodules.mnist import BinarizedMNISTDataModule
 from conftest import build_cli
-from gram_lightning.mnist_classifier import MNISTClassifier
+from datamodules.mnist.classifier import MNISTClassifier
 from tests.test_mnist import write_pickle
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,19 +14,19 @@ import numpy as np
 import pytest
 import torch
 
-import datamodules.nqueens as nqueens
-from datamodules.nqueens import (
-    NQueensDataModule,
+import datamodules.nqueens.data as nqueens_data
+from datamodules.nqueens import NQueensDataModule
+from datamodules.nqueens.boards import (
+    EMPTY_TOKEN,
+    PAD_TOKEN,
+    QUEEN_TOKEN,
     augment_batch,
     check_nqueens,
-    default_num_removed,
     dihedral_permutations,
     is_valid_nqueens,
-    orbit_ids,
-    partial_boards,
-    solve_nqueens,
-    split_rows,
 )
+from datamodules.nqueens.solutions import default_num_removed, partial_boards, solve_nqueens
+from datamodules.nqueens.split import TEST_FRACTION, orbit_ids, split_rows
 
 datasets.disable_progress_bars()
 
@@ -62,17 +62,17 @@ def _is_solution(cols: tuple[int, ...]) -> bool:
 
 
 def _queens(board: np.ndarray | torch.Tensor, n: int) -> frozenset[tuple[int, int]]:
-    cells = np.flatnonzero(np.asarray(board) == nqueens.QUEEN_TOKEN)
+    cells = np.flatnonzero(np.asarray(board) == QUEEN_TOKEN)
     return frozenset((int(c) // n, int(c) % n) for c in cells)
 
 
 def _board(cols: tuple[int, ...] | list[int], n: int | None = None) -> torch.Tensor:
     """Column list (-1 = no queen in that row) -> (n * n,) long tokens."""
     n = n or len(cols)
-    board = torch.full((n, n), nqueens.EMPTY_TOKEN, dtype=torch.long)
+    board = torch.full((n, n), EMPTY_TOKEN, dtype=torch.long)
     for r, c in enumerate(cols):
         if c >= 0:
-            board[r, c] = nqueens.QUEEN_TOKEN
+            board[r, c] = QUEEN_TOKEN
     return board.view(-1)
 
 
@@ -131,7 +131,7 @@ def test_partial_boards_match_reference(n):
         assert {_queens(puzzles.boards[j], n) for j in ids} == reference[kept]
         assert len(ids) == len(reference[kept])
         assert puzzles.num_removed[i] == n - len(kept)
-    assert set(((puzzles.inputs == nqueens.QUEEN_TOKEN).sum(1)).tolist()) == {n - k for k in num_removed}
+    assert set(((puzzles.inputs == QUEEN_TOKEN).sum(1)).tolist()) == {n - k for k in num_removed}
 
 
 def test_partial_boards_10x10_sizes():
@@ -141,9 +141,9 @@ def test_partial_boards_10x10_sizes():
     assert len(puzzles) == 43420
     assert len({row.tobytes() for row in puzzles.inputs}) == len(puzzles)
     # Spot-check completion sets against a brute-force filter over all solutions.
-    queens = puzzles.boards == nqueens.QUEEN_TOKEN  # (724, L)
+    queens = puzzles.boards == QUEEN_TOKEN  # (724, L)
     for i in np.random.default_rng(0).choice(len(puzzles), 100, replace=False):
-        kept = puzzles.inputs[i] == nqueens.QUEEN_TOKEN
+        kept = puzzles.inputs[i] == QUEEN_TOKEN
         expected = np.flatnonzero((queens | ~kept).all(1))
         assert puzzles.solution_ids[puzzles.offsets[i] : puzzles.offsets[i + 1]].tolist() == expected.tolist()
 
@@ -156,13 +156,13 @@ def test_partial_boards_10x10_sizes():
 def test_check_nqueens_hand_made_cases():
     solution, other = _board(SOLUTION_8), _board(OTHER_SOLUTION_8)
     puzzle = _board([0, 4, 7, -1, -1, -1, -1, -1])  # rows 0..2 of SOLUTION_8
-    blank = torch.full_like(puzzle, nqueens.EMPTY_TOKEN)
+    blank = torch.full_like(puzzle, EMPTY_TOKEN)
     diagonal = solution.clone().view(8, 8)  # move row 3's queen next to row 2's: shared diagonal
     diagonal[3], diagonal[4] = _board(SOLUTION_8)[32:40], _board(SOLUTION_8)[24:32]  # swap rows 3 and 4
     seven = solution.clone()
-    seven[7 * 8 + SOLUTION_8[7]] = nqueens.EMPTY_TOKEN
+    seven[7 * 8 + SOLUTION_8[7]] = EMPTY_TOKEN
     padded = solution.clone()
-    padded[5] = nqueens.PAD_TOKEN  # an empty cell written as PAD
+    padded[5] = PAD_TOKEN  # an empty cell written as PAD
     identity = _board(list(range(8)))  # all queens on the main diagonal
     inputs = torch.stack([puzzle, puzzle, puzzle, blank, blank, blank, blank])
     preds = torch.stack([solution, other, diagonal.view(-1), seven, padded, identity, other])
@@ -196,7 +196,7 @@ def test_augmentation_keeps_boards_valid_and_consistent():
     solutions = torch.stack([_board(s) for s in solve_nqueens(8)])  # (92, 64)
     generator = torch.Generator().manual_seed(0)
     drop = torch.rand(solutions.shape, generator=generator) < 0.6
-    inputs = solutions.masked_fill(drop, nqueens.EMPTY_TOKEN)
+    inputs = solutions.masked_fill(drop, EMPTY_TOKEN)
     inputs, targets = inputs.repeat(5, 1), solutions.repeat(5, 1)
     aug_inputs, aug_targets = augment_batch(inputs, targets, torch.Generator().manual_seed(1))
     assert aug_inputs.shape == inputs.shape and aug_inputs.dtype == torch.long
@@ -282,14 +282,14 @@ def test_datamodule_8x8_splits_and_batches(tmp_path):
     # exactly the completions of the independent reference.
     reference = _reference_inputs(8, [5, 6, 7])
     for data in (train, test):
-        sols = data.solutions(torch.arange(len(data)))  # (P, S, L)
+        sols = data.padded(torch.arange(len(data)))  # (P, S, L)
         present = torch.arange(sols.shape[1]) < data.num_solutions[:, None]  # (P, S)
         ok = check_nqueens(data.inputs[:, None].long().expand_as(sols), sols, 8)
-        assert ok[present].all() and (sols[~present] == nqueens.PAD_TOKEN).all()
+        assert ok[present].all() and (sols[~present] == PAD_TOKEN).all()
         for row in range(0, len(data), 7):
             expected = reference[_queens(data.inputs[row], 8)]
             assert {_queens(s, 8) for s in sols[row, : data.num_solutions[row]]} == expected
-        assert torch.equal(data.num_removed, 8 - (data.inputs == 2).sum(1))
+        assert torch.equal(data.columns["num_removed"], 8 - (data.inputs == 2).sum(1))
 
     loader = dm.train_dataloader()
     assert len(loader) == 4372 // 32
@@ -344,17 +344,19 @@ def test_datamodule_cache_reuse_and_subsets(tmp_path, monkeypatch):
     def no_build(*args, **kwargs):
         raise AssertionError("the cached splits should have been loaded")
 
-    monkeypatch.setattr(nqueens, "partial_boards", no_build)
+    monkeypatch.setattr(nqueens_data, "partial_boards", no_build)
     again = _datamodule(tmp_path, **kwargs)
     again.setup("fit")
     for split in ("train", "val", "test"):
         a, b = dm.splits[split], again.splits[split]
-        for name in ("inputs", "boards", "solution_ids", "num_solutions", "num_removed"):
+        for name in ("inputs", "solutions", "offsets", "num_solutions"):
             assert torch.equal(getattr(a, name), getattr(b, name)), (split, name)
+        assert torch.equal(a.columns["num_removed"], b.columns["num_removed"]), split
     subset = _datamodule(tmp_path, max_train_puzzles=50, max_test_puzzles=10, **kwargs)
     subset.setup()
     assert torch.equal(subset.splits["train"].inputs, train.inputs[:50])
     assert torch.equal(subset.splits["test"].inputs, test.inputs[:10])
+    assert torch.equal(subset.splits["test"].padded(torch.arange(10)), test.padded(torch.arange(10)))
     assert not list((tmp_path / "cache").glob("*.tmp-*"))
     monkeypatch.undo()
 
@@ -420,7 +422,7 @@ def test_orbit_split_keeps_every_symmetric_image_of_test_out_of_train(tmp_path, 
     dm.setup()
     train, test = dm.splits["train"], dm.splits["test"]
     assert (len(train), len(test)) == sizes
-    assert abs(len(test) / (len(train) + len(test)) - nqueens.TEST_FRACTION) < 0.02
+    assert abs(len(test) / (len(train) + len(test)) - TEST_FRACTION) < 0.02
     train_keys, test_keys = _keys(train.inputs), _keys(test.inputs)
     assert not set(train_keys) & set(test_keys) and len(set(train_keys + test_keys)) == len(partial_boards(n))
     assert _leaked_test_inputs(dm) == 0
@@ -449,7 +451,7 @@ def test_paper_split_leaks_test_inputs_into_training(tmp_path):
 def test_orbit_split_cached_rebuild_is_equal(tmp_path, monkeypatch):
     dm = _datamodule(tmp_path, board_size=8)
     dm.setup()
-    monkeypatch.setattr(nqueens, "partial_boards", lambda *a, **k: pytest.fail("the cache should have been used"))
+    monkeypatch.setattr(nqueens_data, "partial_boards", lambda *a, **k: pytest.fail("the cache should have been used"))
     again = _datamodule(tmp_path, board_size=8)
     again.setup()
     monkeypatch.undo()

@@ -244,7 +244,8 @@ SUDOKU_A = "53467891267219534819834256785976142342685379171392485696153728428741
 
 
 def test_header_only_sudoku_csv_is_named_and_nothing_is_cached(tmp_path):
-    from datamodules.sudoku import SudokuDataModule, SudokuFormatError
+    from datamodules.sudoku import SudokuDataModule
+    from datamodules.sudoku.csv import SudokuFormatError
 
     empty = tmp_path / "empty.csv"
     empty.write_text("source,question,answer,rating\n")
@@ -274,7 +275,7 @@ def test_train_csv_equal_to_test_csv_is_named(tmp_path):
 
 
 def test_arc_format_error_is_one_line_naming_file_and_grid(tmp_path, monkeypatch):
-    from gram_lightning.arc_grids import ARCFormatError
+    from datamodules.arc.grids import ARCFormatError
 
     tasks = tmp_path / "tasks"
     tasks.mkdir()
@@ -293,7 +294,7 @@ def test_arc_format_error_is_one_line_naming_file_and_grid(tmp_path, monkeypatch
 
 
 def test_arc_colours_given_as_json_booleans_are_rejected():
-    from gram_lightning.arc_grids import ARCFormatError, check_grid
+    from datamodules.arc.grids import ARCFormatError, check_grid
 
     for grid in ([[True, 0], [1, 2]], [[False]], json.loads("[[1, true]]")):
         with pytest.raises(ARCFormatError, match="found true/false"):
@@ -369,7 +370,7 @@ def test_stale_cache_builds_of_killed_processes_are_removed(tmp_path):
 
 GENERATOR = """
 import sys
-from datamodules.sudoku import generate_split
+from datamodules.sudoku.generator import generate_split
 generate_split("train", 200_000, n=9, unique=True, num_proc=2)
 """
 

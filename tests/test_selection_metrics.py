@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from datamodules.graph_coloring import canonical_output
+from datamodules.graph_coloring.colorings import canonical_output
 from gram_lightning.metrics import SolveMetrics
 from gram_lightning.samples import Samples
 from gram_lightning.selection import first_occurrences, select, vote_counts

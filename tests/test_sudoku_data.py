@@ -14,24 +14,15 @@ import numpy as np
 import pytest
 import torch
 
-import datamodules.sudoku as sudoku
+import datamodules.sudoku.data as sudoku_data
 from datamodules.cache import CacheError, cached_dataset
-from datamodules.sudoku import (
-    GenerationError,
-    SudokuDataModule,
-    SudokuFormatError,
-    augment_batch,
-    check_solution,
-    count_solutions,
-    enumerate_solutions,
-    generate_full_grid,
-    generate_puzzle,
-    generate_split,
-    split_keys,
-    is_valid_sudoku,
-    read_sudoku_csv,
-    solve,
-)
+from datamodules.generation import GenerationError
+from datamodules.sudoku import SudokuDataModule
+from datamodules.sudoku.augment import augment_batch
+from datamodules.sudoku.boards import BLANK_TOKEN, check_solution, is_valid_sudoku
+from datamodules.sudoku.csv import SudokuFormatError, read_sudoku_csv
+from datamodules.sudoku.generator import generate_full_grid, generate_puzzle, generate_split, split_keys
+from datamodules.sudoku.solver import count_solutions, enumerate_solutions, solve
 
 datasets.disable_progress_bars()
 
@@ -205,7 +196,7 @@ def _boards(n: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     rng = np.random.default_rng(0)
     grids = torch.stack([_tokens(generate_full_grid(n, rng)) for _ in range(count)])
     blank = torch.from_numpy(rng.random(grids.shape) < 0.5)
-    return grids.masked_fill(blank, sudoku.BLANK_TOKEN), grids
+    return grids.masked_fill(blank, BLANK_TOKEN), grids
 
 
 @pytest.mark.parametrize("n", [4, 9])
@@ -216,7 +207,7 @@ def test_augmentation_keeps_boards_valid_and_consistent(n):
     assert aug_inputs.shape == inputs.shape and aug_inputs.dtype == torch.long
     assert is_valid_sudoku(aug_targets, n).all()
     assert check_solution(aug_inputs, aug_targets).all()  # every given agrees with its target
-    assert ((aug_inputs == sudoku.BLANK_TOKEN).sum(1) == (inputs == sudoku.BLANK_TOKEN).sum(1)).all()
+    assert ((aug_inputs == BLANK_TOKEN).sum(1) == (inputs == BLANK_TOKEN).sum(1)).all()
     assert (aug_targets != targets).any(1).all()  # every board changed
     again = augment_batch(inputs, targets, torch.Generator().manual_seed(0))
     assert torch.equal(again[0], aug_inputs) and torch.equal(again[1], aug_targets)
@@ -234,13 +225,13 @@ def test_augmentation_uses_every_symmetry():
 
 def test_check_solution_hand_made_cases():
     puzzle, solution = _tokens(_digits(QUESTION)), _tokens(_digits(ANSWER))
-    blank_puzzle = torch.full_like(puzzle, sudoku.BLANK_TOKEN)
+    blank_puzzle = torch.full_like(puzzle, BLANK_TOKEN)
     swapped = solution.clone()  # swap two cells of row 0: the columns now repeat a digit
     swapped[[2, 3]] = solution[[3, 2]]
     relabeled = solution.clone()  # digits 1 <-> 2 everywhere: valid, but changes givens
     relabeled[solution == 2], relabeled[solution == 3] = 3, 2
     with_blank = solution.clone()
-    with_blank[40] = sudoku.BLANK_TOKEN
+    with_blank[40] = BLANK_TOKEN
     inputs = torch.stack([puzzle, blank_puzzle, puzzle, puzzle])
     preds = torch.stack([solution, swapped, relabeled, with_blank])
     assert check_solution(inputs, preds).tolist() == [True, False, False, False]
@@ -419,7 +410,7 @@ def test_datamodule_4x4_multi_solution(tmp_path):
     dm.setup("fit")
     train, test = dm.splits["train"], dm.splits["test"]
     assert len(train) == 40 and len(test) == 20 and len(dm.splits["val"]) == 10
-    assert train.solutions.shape == (40, int(train.num_solutions.max()), 16)
+    assert train.solutions.shape == (int(train.num_solutions.sum()), 16) and train.offsets[-1] == len(train.solutions)
     assert not {bytes(r) for r in train.inputs.numpy()} & {bytes(r) for r in test.inputs.numpy()}
 
     loader = dm.train_dataloader()
@@ -430,8 +421,11 @@ def test_datamodule_4x4_multi_solution(tmp_path):
     _check_batch(val, 8, 4)
     assert val["index"].tolist() == list(range(8))
     solutions, counts = dm.solutions(val["index"], "val")
-    assert solutions.shape == (8, test.solutions.shape[1], 16) and torch.equal(counts, val["num_solutions"])
+    assert solutions.shape == (8, int(counts.max()), 16) and torch.equal(counts, val["num_solutions"])
     assert torch.equal(solutions[:, 0], val["labels"])  # eval labels: the first solution
+    for row, count in enumerate(counts.tolist()):  # every stored solution valid and distinct, PAD beyond
+        assert dm.check(val["inputs"][row].expand(count, -1), solutions[row, :count]).all()
+        assert len({tuple(s) for s in solutions[row, :count].tolist()}) == count and not solutions[row, count:].any()
 
 
 def test_datamodule_draws_random_solutions_for_training(tmp_path):
@@ -452,12 +446,12 @@ def test_datamodule_9x9_and_cache_reuse(tmp_path, monkeypatch):
     dm.setup("fit")
     _check_batch(next(iter(dm.train_dataloader())), 4, 9)
     _check_batch(next(iter(dm.val_dataloader())), 2, 9)
-    assert (dm.splits["train"].guesses >= 1).all()
+    assert (dm.splits["train"].columns["guesses"] >= 1).all()
 
     def no_generation(*args, **kwargs):
         raise AssertionError("the cached splits should have been loaded")
 
-    monkeypatch.setattr(sudoku, "generate_split", no_generation)
+    monkeypatch.setattr(sudoku_data, "generate_split", no_generation)
     again = _datamodule(tmp_path, **kwargs)
     again.setup("fit")
     assert torch.equal(again.splits["train"].inputs, dm.splits["train"].inputs)
@@ -476,4 +470,4 @@ def test_datamodule_from_csv_with_workers(tmp_path):
     dm.setup("fit")
     assert len(dm.splits["train"]) == 1 and len(dm.splits["test"]) == 1
     _check_batch(next(iter(dm.train_dataloader())), 2, 9)
-    assert dm.check(dm.splits["test"].inputs.long(), dm.splits["test"].solutions[:, 0].long()).all()
+    assert dm.check(dm.splits["test"].inputs.long(), dm.splits["test"].solutions.long()).all()

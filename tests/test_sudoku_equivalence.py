@@ -15,18 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.sudoku import (
-    BLANK_TOKEN,
-    SudokuDataModule,
-    augment_batch,
-    enumerate_solutions,
-    generate_full_grid,
-    generate_puzzle,
-    generate_split,
-    split_keys,
-)
-from datamodules.sudoku_equivalence import EquivalenceIndex, boards_equivalent, canonical_boards, equivalence_invariants
-from datamodules.board_columns import board_matrix, split_table
+from datamodules.sudoku import SudokuDataModule
+from datamodules.sudoku.augment import augment_batch
+from datamodules.sudoku.boards import BLANK_TOKEN
+from datamodules.sudoku.equivalence import EquivalenceIndex, boards_equivalent, canonical_boards, equivalence_invariants
+from datamodules.sudoku.generator import generate_full_grid, generate_puzzle, generate_split, split_keys
+from datamodules.sudoku.solver import enumerate_solutions
+from datamodules.tables import board_matrix, split_table
 
 datasets.disable_progress_bars()
 

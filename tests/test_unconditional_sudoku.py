@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.sudoku import BLANK_TOKEN, SudokuDataModule, generate_full_grid, is_valid_sudoku
-from datamodules.sudoku_equivalence import EquivalenceIndex
+from datamodules.sudoku import SudokuDataModule
+from datamodules.sudoku.boards import BLANK_TOKEN, is_valid_sudoku
+from datamodules.sudoku.equivalence import EquivalenceIndex
+from datamodules.sudoku.generator import generate_full_grid
 from conftest import build_cli
 from gram_lightning.sample_set_metrics import SampleSetMetrics, row_hashes
 from tests.conftest import tiny_net
@@ -79,9 +81,9 @@ def test_generation_metrics_follow_the_augmentation(tmp_path):
     with_aug, without = _datamodule(tmp_path), _datamodule(tmp_path, augment=False)
     for dm in (with_aug, without):
         dm.setup()
-    grids = with_aug.splits["train"].solutions[:, 0].long()
-    assert torch.equal(grids, without.splits["train"].solutions[:, 0].long())  # the same data
-    test_grids = with_aug.splits["test"].solutions[:, 0].long()  # valid, never training grids
+    grids = with_aug.splits["train"].solutions.long()
+    assert torch.equal(grids, without.splits["train"].solutions.long())  # the same data
+    test_grids = with_aug.splits["test"].solutions.long()  # valid, never training grids
     blank = torch.full((len(test_grids), 16), BLANK_TOKEN)
     novelty = {}
     for name, dm in (("augment", with_aug), ("plain", without)):
@@ -107,10 +109,11 @@ def test_unconditional_data_is_blank_inputs_and_distinct_valid_grids(tmp_path):
     train, test = dm.splits["train"], dm.splits["test"]
     assert len(train) == 60 and len(test) == 20
     assert (train.inputs == BLANK_TOKEN).all() and (test.inputs == BLANK_TOKEN).all()
-    grids = train.solutions[:, 0].long()
+    assert (train.num_solutions == 1).all() and (test.num_solutions == 1).all()  # one grid per blank board
+    grids = train.solutions.long()
     assert is_valid_sudoku(grids, 4).all()
     assert len({tuple(g.tolist()) for g in grids}) == 60  # distinct
-    test_grids = {tuple(g.tolist()) for g in test.solutions[:, 0].long()}
+    test_grids = {tuple(g.tolist()) for g in test.solutions.long()}
     assert not test_grids & {tuple(g.tolist()) for g in grids}  # train leaves out the test grids
     batch = next(iter(dm.train_dataloader()))
     assert (batch["inputs"] == BLANK_TOKEN).all() and is_valid_sudoku(batch["labels"], 4).all()

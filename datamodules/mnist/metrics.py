@@ -1,7 +1,7 @@
 """FID and Inception Score of generated binarized images, measured with a project-trained classifier.
 
 `ImageGenerationMetrics` wraps torchmetrics' `FrechetInceptionDistance` and `InceptionScore` with the
-MNIST classifier of `gram_lightning.mnist_classifier` in place of Inception-v3: FID compares the
+MNIST classifier of `datamodules.mnist.classifier` in place of Inception-v3: FID compares the
 classifier's 128 penultimate features of generated and real digits, the Inception Score its class
 predictions of the generated ones (10 for confident predictions spread evenly over the 10 digits, 1 for a
 single digit or unrecognisable images). Both are comparable only between runs using the same classifier
@@ -22,18 +22,11 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.utilities import dim_zero_cat
 
-from gram_lightning.mnist_classifier import IMAGE_SIZE, ClassifierFeatures, ClassifierLogits
+from datamodules.mnist.classifier import ClassifierFeatures, ClassifierLogits
+from datamodules.mnist.images import tokens_to_images
 
-WHITE_TOKEN = 2  # see datamodules/mnist.py: 0 PAD, 1 black, 2 white
 # The Inception Score is computed on splits of at least this many images (see `SplitInceptionScore`).
 MIN_SPLIT_SIZE = 1000
-
-
-def tokens_to_images(tokens: Tensor) -> Tensor:
-    """(B, 784) tokens -> (B, 1, 28, 28) float32 in {0, 1}: white (2) is 1, any other token 0."""
-    if tokens.shape[-1] != IMAGE_SIZE * IMAGE_SIZE:
-        raise ValueError(f"an MNIST image has {IMAGE_SIZE * IMAGE_SIZE} tokens, got shape {tuple(tokens.shape)}")
-    return (tokens == WHITE_TOKEN).float().reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)
 
 
 class SafeFrechetInceptionDistance(FrechetInceptionDistance):

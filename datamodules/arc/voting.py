@@ -20,7 +20,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 from torchmetrics.utilities.distributed import gather_all_tensors
 
-from gram_lightning.arc_grids import COLOR_OFFSET, CANVAS, SEQ_LEN, Variant, _crop_sizes, check_grid, grid_hash
+from datamodules.arc.grids import COLOR_OFFSET, CANVAS, SEQ_LEN, Variant, _crop_sizes, check_grid, grid_hash
 
 # Every list state with its dtype and trailing shape. Under DDP, torchmetrics stands in a float32 (0,)
 # tensor for a rank that saw nothing, which would turn the gathered 64-bit hashes into floats; an empty

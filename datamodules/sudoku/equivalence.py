@@ -1,13 +1,10 @@
 """Equivalence of Sudoku boards under the training augmentation group.
 
-`datamodules.sudoku.augment_batch` relabels digits, transposes, and permutes bands, rows within
+`datamodules.sudoku.augment.augment_batch` relabels digits, transposes, and permutes bands, rows within
 bands, stacks and columns within stacks. This module gives canonical forms, invariants and exact
-equivalence checks of token boards under that group: `datamodules.sudoku` uses them to keep every
+equivalence checks of token boards under that group: the generator uses them to keep every
 board equivalent to a test puzzle out of the generated training split, and `EquivalenceIndex`
 counts sampled boards that are novel (not equivalent to any training board).
-
-It also holds the token values and small board helpers that `datamodules.sudoku` shares with it,
-so that the import goes one way (sudoku -> sudoku_equivalence).
 """
 
 from __future__ import annotations
@@ -15,34 +12,16 @@ from __future__ import annotations
 import itertools
 import math
 from functools import lru_cache
-from typing import Iterator
 
 import numpy as np
-
-from datamodules.symmetry import lexicographic_min
 import torch
 
-# Token conventions of a board (see `datamodules.sudoku`, which re-exports them).
-PAD_TOKEN = 0
-BLANK_TOKEN = 1
-FIRST_DIGIT_TOKEN = 2
-
-
-def box_side(n: int) -> int:
-    """Side of the boxes of an n x n board (n a perfect square)."""
-    box = math.isqrt(n)
-    if box * box != n or n < 1:
-        raise ValueError(f"board size must be a perfect square (4, 9, 16, ...), got {n}")
-    return box
-
-
-def row_keys(boards: np.ndarray) -> Iterator[bytes]:
-    """Hashable key of each (L,) uint8 board row."""
-    return (row.tobytes() for row in boards.astype(np.uint8, copy=False))
+from datamodules.sudoku.boards import BLANK_TOKEN, FIRST_DIGIT_TOKEN, box_side, row_keys
+from datamodules.symmetry import lexicographic_min
 
 
 # Training augments with digit relabelling, transposition and band/row/stack/column permutations
-# (`datamodules.sudoku.augment_batch`), so a training board equivalent to a test board under that
+# (`datamodules.sudoku.augment.augment_batch`), so a training board equivalent to a test board under that
 # group shows the test board during training. The group has 2 * (b! * b!^b)^2 * n! elements
 # (b = box side): 3,072 for 4x4, about 1.2e12 for 9x9. 4x4 boards get an exact canonical form; 9x9
 # boards an invariant that is equal for equivalent boards (so it never misses an equivalent pair)

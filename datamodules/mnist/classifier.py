@@ -37,11 +37,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from datamodules.mnist.images import IMAGE_SIZE
 from gram_lightning.atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-IMAGE_SIZE = 28
 NUM_CLASSES = 10
 # Bump when the architecture or the checkpoint layout changes, so that an old cache is refused.
 CHECKPOINT_FORMAT = "gram-mnist-classifier"

@@ -1,0 +1,91 @@
+"""N-Queens boards as tokens: the token values, the 8 symmetries of the square, the augmentation that applies
+them, and the validity checks.
+
+Token conventions (shared with the model through ``vocab_size = 3``):
+
+    0   PAD (unused by N-Queens itself, reserved for the model)
+    1   empty cell
+    2   queen
+
+A board is a flat row-major sequence of ``n * n`` tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+
+PAD_TOKEN = 0
+EMPTY_TOKEN = 1
+QUEEN_TOKEN = 2
+VOCAB_SIZE = 3
+
+
+@lru_cache(maxsize=None)
+def dihedral_permutations(n: int) -> torch.Tensor:
+    """(8, L) long: for each symmetry of the square, the source cell of every output cell.
+
+    Identity, the three rotations, and the transpose followed by each rotation: the 8 elements
+    of the dihedral group, all of which map N-Queens solutions to solutions (rows, columns,
+    diagonals and anti-diagonals are permuted among themselves).
+    """
+    grid = torch.arange(n * n).view(n, n)
+    perms = [(grid.t() if flip else grid).rot90(k).reshape(-1) for flip in (False, True) for k in range(4)]
+    return torch.stack(perms)
+
+
+def augment_batch(
+    inputs: torch.Tensor, targets: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply a uniformly random one of the 8 board symmetries to each row, the same to an input
+    and its target: (B, L) token boards, L = n * n, as a `datamodules.puzzle_data.Augment`."""
+    batch, length = inputs.shape
+    n = _side_of(length)
+    if targets.shape != inputs.shape:
+        raise ValueError(f"inputs {tuple(inputs.shape)} and targets {tuple(targets.shape)} differ in shape")
+    rand_device = generator.device if generator is not None else torch.device("cpu")
+    symmetry = torch.randint(8, (batch,), generator=generator, device=rand_device).cpu()
+    source = dihedral_permutations(n)[symmetry].to(inputs.device)  # (B, L)
+    return inputs.gather(1, source), targets.gather(1, source)
+
+
+def is_valid_nqueens(preds: torch.Tensor, n: int) -> torch.Tensor:
+    """(..., L) tokens -> (...) bool: exactly one queen in every row and every column, at most one
+    on every diagonal and anti-diagonal, and no token other than empty (1) and queen (2)."""
+    length = n * n
+    if preds.shape[-1] != length:
+        raise ValueError(f"a {n}x{n} board has {length} cells, got boards of {preds.shape[-1]} tokens")
+    lead = preds.shape[:-1]
+    boards = preds.reshape(-1, length)
+    queens = boards == QUEEN_TOKEN  # (B, L)
+    known_tokens = (queens | (boards == EMPTY_TOKEN)).all(1)
+    grid = queens.view(-1, n, n)
+    # One per row and one per column: n queens, each row and column used once.
+    lines = (grid.sum(2) == 1).all(1) & (grid.sum(1) == 1).all(1)
+    index = torch.arange(n, device=preds.device)
+    row, col = index.repeat_interleave(n), index.repeat(n)  # (L,) row and column of each cell
+    diagonals = torch.zeros(len(boards), 2 * (2 * n - 1), dtype=torch.long, device=preds.device)
+    # Cell -> its diagonal (r - c, slots 0..2n-2) and its anti-diagonal (r + c, slots 2n-1..4n-3).
+    slot = torch.cat([row - col + n - 1, row + col + 2 * n - 1])  # (2L,)
+    diagonals.scatter_add_(1, slot.expand(len(boards), -1), queens.long().repeat(1, 2))
+    valid = known_tokens & lines & (diagonals <= 1).all(1)
+    return valid.view(lead)
+
+
+def check_nqueens(inputs: torch.Tensor, preds: torch.Tensor, n: int | None = None) -> torch.Tensor:
+    """(..., L) inputs and predictions -> (...) bool: ``preds`` is a valid N-Queens board (see
+    `is_valid_nqueens`) that keeps every queen of ``inputs``. ``n`` defaults to sqrt(L)."""
+    n = n if n is not None else _side_of(preds.shape[-1])
+    if inputs.shape != preds.shape:
+        raise ValueError(f"inputs {tuple(inputs.shape)} and preds {tuple(preds.shape)} differ in shape")
+    keeps_queens = ((inputs != QUEEN_TOKEN) | (preds == QUEEN_TOKEN)).all(-1)
+    return is_valid_nqueens(preds, n) & keeps_queens
+
+
+def _side_of(length: int) -> int:
+    n = math.isqrt(length)
+    if n * n != length:
+        raise ValueError(f"boards of {length} tokens are not square (n * n cells)")
+    return n
