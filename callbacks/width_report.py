@@ -35,25 +35,20 @@ class WidthScalingReport(L.Callback):
     def measure(self, trainer: L.Trainer, pl_module) -> list[dict]:
         datamodule = trainer.datamodule
         datamodule.setup("test")
-        was_training = pl_module.training
-        pl_module.eval()
         rows = []
-        try:
-            with pl_module.inference_rng():
-                for width in self.widths:
-                    rules = ["first"] if width == 1 else self.selections
-                    name = pl_module.task.violations_name
-                    metrics = {rule: SolveMetrics(name, sync_on_compute=False).to(pl_module.device) for rule in rules}
-                    for batch in datamodule.test_dataloader():
-                        batch = {k: v.to(pl_module.device) for k, v in batch.items()}
-                        s = pl_module.sample(batch, width, self.num_steps, "first")
-                        for rule, metric in metrics.items():
-                            metric.update(s.reselect(rule), batch)
+        with pl_module.evaluating():
+            for width in self.widths:
+                rules = ["first"] if width == 1 else self.selections
+                name = pl_module.task.violations_name
+                metrics = {rule: SolveMetrics(name, sync_on_compute=False).to(pl_module.device) for rule in rules}
+                for batch in datamodule.test_dataloader():
+                    batch = {k: v.to(pl_module.device) for k, v in batch.items()}
+                    s = pl_module.sample(batch, width, self.num_steps, "first")
                     for rule, metric in metrics.items():
-                        rows.append({"N": width, "selection": rule if width > 1 else "-",
-                                     **{k: float(v) for k, v in metric.compute().items()}})
-        finally:
-            pl_module.train(was_training)
+                        metric.update(s.reselect(rule), batch)
+                for rule, metric in metrics.items():
+                    rows.append({"N": width, "selection": rule if width > 1 else "-",
+                                 **{k: float(v) for k, v in metric.compute().items()}})
         return rows
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

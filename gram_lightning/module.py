@@ -3,6 +3,7 @@ sampling (`sampling.sample_depths`) scored through the DataModule's task (`task.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from typing import Any, Callable, Literal
@@ -385,6 +386,18 @@ class GRAMModule(L.LightningModule):
     def inference_rng(self):
         """The evaluation noise of validation / test (a context manager), for evaluations run outside those loops."""
         return self._inference_rng.scope(self.inference_seed, self.device)
+
+    @contextlib.contextmanager
+    def evaluating(self):
+        """Eval mode and the evaluation noise (`inference_rng`) for an evaluation run outside Lightning's loops
+        (the width report, the scaling grid); the training mode is restored afterwards."""
+        was_training = self.training
+        self.eval()
+        try:
+            with self.inference_rng():
+                yield
+        finally:
+            self.train(was_training)
 
     def sample(self, batch: dict[str, torch.Tensor], num_samples: int, num_steps: int | None = None,
                selection: SelectionRule = "vote", posterior: bool = False) -> Samples:

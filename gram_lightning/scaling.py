@@ -56,21 +56,16 @@ def evaluate_grid(module: GRAMModule, batches, widths: list[int], steps: list[in
     max(steps) once and score the outputs at every depth of `steps` on the way (depth costs nothing extra)."""
     out: dict[tuple[int, int], dict[str, list[torch.Tensor]]] = defaultdict(lambda: defaultdict(list))
     counts = []
-    was_training = module.training
-    module.eval()
-    try:
-        with module.inference_rng():
-            for batch in batches:
-                batch = {k: v.to(module.device) for k, v in batch.items()}
-                B = batch["inputs"].shape[0]
-                solutions = batch.get("num_solutions", torch.zeros(B, dtype=torch.long, device=module.device))
-                counts.append(solutions.cpu())
-                for width in widths:
-                    for depth, s in sample_depths(module, batch, width, steps, selection):
-                        for name, value in outcomes(s, batch["labels"], solutions).items():
-                            out[width, depth][name].append(value.cpu())
-    finally:
-        module.train(was_training)
+    with module.evaluating():
+        for batch in batches:
+            batch = {k: v.to(module.device) for k, v in batch.items()}
+            B = batch["inputs"].shape[0]
+            solutions = batch.get("num_solutions", torch.zeros(B, dtype=torch.long, device=module.device))
+            counts.append(solutions.cpu())
+            for width in widths:
+                for depth, s in sample_depths(module, batch, width, steps, selection):
+                    for name, value in outcomes(s, batch["labels"], solutions).items():
+                        out[width, depth][name].append(value.cpu())
     per_input = {key: {name: torch.cat(values) for name, values in d.items()} for key, d in out.items()}
     return ScalingResult(per_input, torch.cat(counts), module.task.violations_name)
 
