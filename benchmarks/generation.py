@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         if picture is not None:
             atomic_write_bytes(out / f"samples_{depth}.png", picture)
 
-    title = f"{type(datamodule).__name__}, {module.net.noise_mode} noise"
+    title = f"{type(datamodule).__name__}, {module.description}"
     print_table(f"{title} ({num_samples} samples per depth, {seconds:.0f} s on {module.device})", rows, list(rows[0]), ".4g")
     print(f"written to {out}/ (generation.csv, samples_<steps>.png)")
 

@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     atomic_write_csv(out / "scaling.csv", rows)
     if "coverage" in rows[0]:
         atomic_write_csv(out / "scaling_by_solutions.csv", result.by_num_solutions(max(args.steps), [1, 2, 3, 5, 9, 17]))
-    title = f"{type(datamodule).__name__}, {module.net.noise_mode} noise, {args.selection}"
-    plot(result, out / "scaling.png", title, trained_steps=module.net.N_sup)
+    title = f"{type(datamodule).__name__}, {module.description}, {args.selection}"
+    plot(result, out / "scaling.png", title, trained_steps=module.default_depth)
 
     violations = result.violations_name  # graph coloring's conflict_edges
     columns = [c for c in ("N", "steps", "sample_acc", "exact_acc", "pass_at_n", "distinct_solutions", "coverage",

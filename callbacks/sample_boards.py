@@ -26,7 +26,7 @@ class SampleBoards(L.Callback):
     Args:
         num_inputs: Validation inputs shown (rows).
         num_samples: Sampled trajectories per input (columns).
-        num_steps: Supervision steps per trajectory (default: the net's N_sup).
+        num_steps: Depth of each sample (default: the model's, GRAM's N_sup).
         tag: TensorBoard image tag.
     """
 
@@ -47,7 +47,7 @@ class SampleBoards(L.Callback):
 
         Args:
             trainer: The trainer.
-            pl_module: The GRAMModule whose `sample` draws the trajectories and whose task draws and judges them.
+            pl_module: The module whose `sample` draws the trajectories and whose task draws and judges them.
             batch: A validation batch of `inputs` and `labels` (other tensors are sliced alike).
         """
         task = pl_module.task

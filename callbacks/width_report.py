@@ -23,7 +23,7 @@ class WidthScalingReport(L.Callback):
     Args:
         widths: Numbers of sampled trajectories per puzzle.
         selections: Selection rules applied for N > 1 (N = 1 needs none).
-        num_steps: Supervision steps per trajectory (default: the net's N_sup).
+        num_steps: Depth of each sample (default: the model's, GRAM's N_sup).
         filename: JSON file written in the log dir.
     """
 
@@ -38,7 +38,9 @@ class WidthScalingReport(L.Callback):
         rows = []
         with pl_module.evaluating():
             for width in self.widths:
-                rules = ["first"] if width == 1 else self.selections
+                # A model without value and halt heads (the generative baselines) has no lprm or halt choice.
+                rules = ["first"] if width == 1 else [r for r in self.selections
+                                                      if pl_module.has_value_head or r not in ("lprm", "halt")]
                 name = pl_module.task.violations_name
                 metrics = {rule: SolveMetrics(name, sync_on_compute=False).to(pl_module.device) for rule in rules}
                 for batch in datamodule.test_dataloader():
@@ -60,8 +62,8 @@ class WidthScalingReport(L.Callback):
 
     def report(self, trainer: L.Trainer, pl_module: L.LightningModule, path: Path) -> None:
         rows = self.measure(trainer, pl_module)
-        table = Table(title=f"Width scaling on the test split ({pl_module.net.noise_mode} noise, "
-                            f"{self.num_steps or pl_module.net.N_sup} supervision steps)")
+        table = Table(title=f"Width scaling on the test split ({pl_module.description}, "
+                            f"{self.num_steps or pl_module.default_depth} {pl_module.depth_name})")
         for column in ("N", "selection", "single-sample acc", "exact acc", "pass@N", "distinct solutions / puzzle", "coverage"):
             table.add_column(column, justify="right")
         for r in rows:

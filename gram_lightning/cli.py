@@ -15,7 +15,7 @@ from callbacks.prediction_writer import JsonlPredictionWriter
 from callbacks.test_metrics import TestMetricsWriter
 from gram_lightning.checkpoint_io import install_atomic_checkpoint_io
 from gram_lightning.errors import GramError
-from gram_lightning.module import GRAMModule
+from gram_lightning.base_module import BaseModule
 
 
 # The defaults of every run (trainer settings, logger, the callbacks all tasks share); a task config adds to them.
@@ -32,8 +32,10 @@ class GramCLI(LightningCLI):
         if not DEFAULTS.is_file():
             raise FileNotFoundError(f"{DEFAULTS} is missing from the installation")
         parser.default_config_files = [str(DEFAULTS)]
+        # Every model family (GRAM by default; the baselines' configs switch `model.class_path`) has a net that takes
+        # these four.
         for name in ("vocab_size", "seq_len", "out_len", "num_puzzle_ids"):
-            parser.link_arguments(f"data.{name}", f"model.net.init_args.{name}", apply_on="instantiate")
+            parser.link_arguments(f"data.{name}", f"model.init_args.net.init_args.{name}", apply_on="instantiate")
         # Always on: `gram test` leaves test_metrics.json and `gram predict` predictions.jsonl in the log dir.
         parser.add_lightning_class_args(TestMetricsWriter, "test_metrics_writer")
         parser.add_lightning_class_args(JsonlPredictionWriter, "prediction_writer")
@@ -63,7 +65,7 @@ class GramCLI(LightningCLI):
         """A checkpoint of another task or net size, or with NaN weights, stops here with one line, before the
         subcommand runs and the Trainer creates a log folder that would stay empty."""
         checkpoint, self._checkpoint = self._checkpoint, None
-        if checkpoint is None or not isinstance(self.model, GRAMModule):
+        if checkpoint is None or not isinstance(self.model, BaseModule):
             return
         try:
             self.model.check_checkpoint(checkpoint, self.datamodule)
@@ -106,18 +108,26 @@ def user_error(error: BaseException) -> GramError | None:
     return None
 
 
+def build_cli(args=None, run: bool = True) -> GramCLI:
+    """The `gram` CLI on `args` (default: the command line). The model is any `BaseModule` named by
+    `model.class_path` (defaults.yaml: GRAMModule); run=False builds model, data and trainer without running."""
+    return GramCLI(
+        BaseModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+        args=args,
+        run=run,
+    )
+
+
 def main(args=None) -> None:
     """The `gram` command. Known errors (bad data files, a corrupt cache, a checkpoint that does not fit, a bad
     setting, a run that diverged) end it with one line `gram: <message>` and status 1; GRAM_DEBUG=1 shows their
     traceback too."""
     try:
-        GramCLI(
-            GRAMModule,
-            subclass_mode_data=True,
-            save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=False,
-            args=args,
-        )
+        build_cli(args)
     except Exception as error:
         known = user_error(error)
         if known is None or os.environ.get("GRAM_DEBUG", "") not in ("", "0"):

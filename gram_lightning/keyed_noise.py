@@ -75,6 +75,22 @@ def keyed_normal(keys: torch.Tensor, shape: tuple[int, ...] | torch.Size, dtype:
     return z.reshape(len(keys), *shape).to(dtype)
 
 
+def keyed_uniform(keys: torch.Tensor, shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
+    """(R,) keys -> (R, *shape) uniforms in (0, 1) on a 2^-24 grid; row r depends only on keys[r]. The baselines'
+    token draws (`gram_lightning/baselines/categorical.py`) use these."""
+    size = math.prod(shape)
+    x = torch.arange(1, size + 1, device=keys.device, dtype=torch.int64).mul_(_GOLDEN).add(keys[:, None])
+    u = _shift_right(mix(x), 40).float().add_(0.5).mul_(_UNIT_24)
+    return u.reshape(len(keys), *shape)
+
+
+def uniform(rows: int, shape: tuple[int, ...], keys: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+    """(rows, *shape) uniforms in (0, 1): keyed per row when `keys` are given, else torch's RNG."""
+    if keys is None:
+        return torch.rand(rows, *shape, device=device)
+    return keyed_uniform(keys, shape)
+
+
 def normal_like(t: torch.Tensor, keys: torch.Tensor | None) -> torch.Tensor:
     """Standard normal noise shaped like t (R, ...): keyed per row when `keys` are given, else torch's RNG."""
     if keys is None:

@@ -64,16 +64,35 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (B, H, L, hd)
+    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        # x: (B, H, L, hd) at positions start .. start + L - 1 (start > 0: the new tokens of a KV-cached decode)
         half = x.shape[-1] // 2
         rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-        cos, sin = self.cos[: x.shape[-2]].to(x.dtype), self.sin[: x.shape[-2]].to(x.dtype)
+        end = start + x.shape[-2]
+        cos, sin = self.cos[start:end].to(x.dtype), self.sin[start:end].to(x.dtype)
         return x * cos + rotated * sin
 
 
+class KVCache:
+    """The keys and values of the positions an attention layer has seen, for decoding one token at a time."""
+
+    def __init__(self) -> None:
+        self.k: torch.Tensor | None = None  # (B, H, L_seen, hd)
+        self.v: torch.Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return 0 if self.k is None else self.k.shape[-2]
+
+    def extend(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)
+        self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)
+        return self.k, self.v
+
+
 class Attention(nn.Module):
-    """Non-causal multi-head self-attention, optionally with RoPE."""
+    """Multi-head self-attention, optionally with RoPE: non-causal by default (GRAM), or under a mask with a KV cache
+    (the baselines' prefix-LM)."""
 
     def __init__(self, dim: int, num_heads: int, seq_len: int, rope: bool, rope_theta: float):
         super().__init__()
@@ -84,11 +103,16 @@ class Attention(nn.Module):
         self.out = Linear(dim, dim)
         self.rope = RotaryEmbedding(dim // num_heads, seq_len, rope_theta) if rope else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
+        """x (B, L, D) -> (B, L, D). `mask` (L, L_seen + L) bool, True where a query may attend a key; `cache`: the
+        keys and values of earlier positions, extended by these (x then holds the positions after them)."""
         q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.num_heads)
+        start = 0 if cache is None else cache.length
         if self.rope is not None:
-            q, k = self.rope(q), self.rope(k)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=False)  # (B, H, L, hd)
+            q, k = self.rope(q, start), self.rope(k, start)
+        if cache is not None:
+            k, v = cache.extend(k, v)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, L, hd)
         return self.out(rearrange(y, "b h l d -> b l (h d)"))
 
 
@@ -116,8 +140,10 @@ class Block(nn.Module):
             raise ValueError(f"core must be 'attention' or 'mlp_t', got {core!r}")
         self.mlp = SwiGLU(dim, swiglu_hidden(dim, expansion))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = rms_norm(x + self.mixer(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
+        """`mask` and `cache` reach the attention (see `Attention.forward`); the token mixer has neither."""
+        mixed = self.mixer(x) if mask is None and cache is None else self.mixer(x, mask, cache)
+        x = rms_norm(x + mixed)
         return rms_norm(x + self.mlp(x))
 
 

@@ -33,6 +33,7 @@ from torch import nn
 from gram_lightning.keyed_noise import derive, normal_like
 from gram_lightning.layers import Linear, ReasoningNet, SwiGLU, swiglu_hidden
 from gram_lightning.puzzle_embedding import PuzzleEmbedding
+from gram_lightning.task_net import TaskNet
 
 NoiseMode = Literal["learned", "none", "fixed", "mean_only"]
 NoiseSource = Literal["prior", "posterior"]
@@ -106,7 +107,7 @@ class GaussianHead(nn.Module):
         return Gaussian(mean, self.min_std + (self.max_std - self.min_std) * torch.sigmoid(raw_std))
 
 
-class GRAM(nn.Module):
+class GRAM(TaskNet):
     """Generative recursive reasoning model (TRM when `noise="none"`).
 
     Args:

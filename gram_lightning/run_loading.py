@@ -8,8 +8,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from gram_lightning.cli import GramCLI
-from gram_lightning.module import GRAMModule
+from gram_lightning.cli import GramCLI, build_cli
 
 
 def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -29,8 +28,7 @@ def load_run(config: str, ckpt_path: str, overrides: list[str], tool: str) -> Gr
     settings = yaml.safe_load(Path(config).read_text()) or {}
     for key in ("ckpt_path", "weights_only"):  # a run's saved config holds its fit subcommand's arguments
         settings.pop(key, None)
-    cli = GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False,
-                  args=["--config", yaml.safe_dump(settings), "--trainer.logger", "false", *overrides])
+    cli = build_cli(["--config", yaml.safe_dump(settings), "--trainer.logger", "false", *overrides], run=False)
     path = Path(ckpt_path)
     if not path.is_file():
         sys.exit(f"{tool}: checkpoint not found: {path}")

@@ -11,7 +11,7 @@ import torch
 
 from gram_lightning.atomic import atomic_write_bytes
 from gram_lightning.metrics import outcomes, summary, totals
-from gram_lightning.module import GRAMModule
+from gram_lightning.base_module import BaseModule
 from gram_lightning.sampling import sample_depths
 from gram_lightning.selection import SelectionRule
 
@@ -51,7 +51,7 @@ class ScalingResult:
 
 
 @torch.no_grad()
-def evaluate_grid(module: GRAMModule, batches, widths: list[int], steps: list[int], selection: SelectionRule = "vote") -> ScalingResult:
+def evaluate_grid(module: BaseModule, batches, widths: list[int], steps: list[int], selection: SelectionRule = "vote") -> ScalingResult:
     """For each width N, sample N trajectories per input in one batch (`sampling.sample_depths`), roll them out to
     max(steps) once and score the outputs at every depth of `steps` on the way (depth costs nothing extra)."""
     out: dict[tuple[int, int], dict[str, list[torch.Tensor]]] = defaultdict(lambda: defaultdict(list))

@@ -23,10 +23,9 @@ def tiny_net(**overrides) -> GRAM:
 
 def build_cli(args: list[str]):
     """The `gram` command's CLI parsed from `args` without running a subcommand (fit / test by hand)."""
-    from gram_lightning.cli import GramCLI
-    from gram_lightning.module import GRAMModule
+    from gram_lightning.cli import build_cli
 
-    return GramCLI(GRAMModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False, args=args)
+    return build_cli(args, run=False)
 
 
 TINY_TRAINER = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,

@@ -8,8 +8,7 @@ from conftest import build_cli
 from torch.utils.data import DataLoader
 
 from gram_lightning.errors import GramUserError
-from gram_lightning.model import StepOutput
-from gram_lightning.sampling import score
+from gram_lightning.sampling import Readout, score
 from gram_lightning.task import Task, as_task
 
 BLANK, ZERO, ONE = 1, 2, 3
@@ -91,25 +90,25 @@ class Coloured(Task):
         return (outputs != outputs[:, :1]).sum(-1)
 
 
-def _step(preds: torch.Tensor, value: torch.Tensor) -> StepOutput:
-    """A step whose argmax is `preds` (B*N, L)."""
-    return StepOutput(None, None, torch.nn.functional.one_hot(preds, 6).float(), torch.zeros(len(preds)), value, None)
+def _readout(preds: torch.Tensor, value: torch.Tensor) -> Readout:
+    """The outputs `preds` (B*N, L) after one step, with the value head's scores."""
+    return Readout(preds, torch.ones(len(preds), dtype=torch.long), value, torch.zeros(len(preds)))
 
 
 def test_the_scorer_judges_canonicalizes_and_counts_through_the_task():
     preds = torch.tensor([[2, 2], [3, 3], [2, 4]])  # one input, N = 3
-    inputs, labels, steps = torch.ones(3, 2, dtype=torch.long), torch.full((3, 2), 4), torch.ones(3, dtype=torch.long)
-    s = score(Coloured(), _step(preds, torch.tensor([0.1, 0.9, 0.5])), inputs, labels, steps, 3, "vote")
+    inputs, labels = torch.ones(3, 2, dtype=torch.long), torch.full((3, 2), 4)
+    s = score(Coloured(), _readout(preds, torch.tensor([0.1, 0.9, 0.5])), inputs, labels, 3, "vote")
     assert s.is_solution.tolist() == [[True, True, False]] and s.violations.tolist() == [[0, 0, 1]]
     assert s.distinct_solutions.tolist() == [1]  # [2, 2] and [3, 3] are one answer
     assert s.chosen_index.tolist() == [1] and s.score.item() == 1.0  # all three share one key; the value breaks the tie
 
-    plain = score(Task(), _step(preds, torch.zeros(3)), inputs, labels, steps, 3, "first")  # the defaults
+    plain = score(Task(), _readout(preds, torch.zeros(3)), inputs, labels, 3, "first")  # the defaults
     assert plain.is_solution.tolist() == [[False, False, False]] and plain.violations is None
     assert torch.equal(plain.keys, plain.preds)
-    assert score(Task(), _step(preds, torch.zeros(3)), inputs, preds, steps, 3, "first").is_solution.all()
+    assert score(Task(), _readout(preds, torch.zeros(3)), inputs, preds, 3, "first").is_solution.all()
     with pytest.raises(ValueError, match="no checker"):
-        score(Task(), _step(preds, torch.zeros(3)), inputs, None, steps, 3, "first")
+        score(Task(), _readout(preds, torch.zeros(3)), inputs, None, 3, "first")
 
 
 def test_the_interface_defaults():
