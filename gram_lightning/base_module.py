@@ -117,6 +117,9 @@ class BaseModule(L.LightningModule):
         self.inference_seed = inference_seed
         self.guard = NonFiniteGuard(nonfinite)
         self._resumed_state: dict[str, Any] | None = None  # TRAINING_STATE_KEY of the checkpoint a fit resumes
+        # Set by the `gram` CLI once it has checked the --ckpt_path checkpoint itself (before any log folder is made):
+        # the load that follows then skips the same shape and NaN scan.
+        self.checkpoint_checked = False
         self.val_metrics = SolveMetrics()
         self.test_metrics = SolveMetrics()
         self._inference_rng = InferenceRNG()
@@ -187,6 +190,9 @@ class BaseModule(L.LightningModule):
         # checkpoint fits its data (ARC's per-task embeddings) runs first here, so that a test on other tasks
         # stops with that message rather than with torch's size mismatch of the embedding table.
         self._resumed_state = checkpoint.get(TRAINING_STATE_KEY)
+        if self.checkpoint_checked:
+            self.checkpoint_checked = False
+            return
         trainer = self._attached_trainer()
         self.check_checkpoint(checkpoint, trainer.datamodule if trainer is not None else None)
 

@@ -71,6 +71,7 @@ class GramCLI(LightningCLI):
             self.model.check_checkpoint(checkpoint, self.datamodule)
         except GramError as error:
             raise type(error)(f"checkpoint {self._ckpt_path}: {error}") from None
+        self.model.checkpoint_checked = True
 
 
 def read_checkpoint(ckpt_path: str) -> dict:

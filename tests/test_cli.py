@@ -144,6 +144,19 @@ def test_resume_continues_with_same_step_and_ema_state(tmp_path):
         torch.testing.assert_close(seen["current"][key], value)
 
 
+def test_gram_test_checks_its_checkpoint_once(tmp_path, monkeypatch):
+    main(["fit", *tiny_args(tmp_path, "--trainer.max_steps", "2", "--trainer.callbacks+", "[]")])
+    run_dir = tmp_path / "logs" / "demo" / "version_0"
+    import gram_lightning.base_module as base_module
+
+    calls = []
+    check = base_module.check_checkpoint_fits
+    monkeypatch.setattr(base_module, "check_checkpoint_fits", lambda *a, **k: (calls.append(1), check(*a, **k))[1])
+    main(["test", "--config", str(run_dir / "config.yaml"), "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt"),
+          "--trainer.logger.init_args.save_dir", str(tmp_path / "eval")])
+    assert len(calls) == 1  # by the CLI before the run; the load that follows does not scan the weights again
+
+
 def test_corrupt_or_missing_checkpoint_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"not a checkpoint" * 10)
