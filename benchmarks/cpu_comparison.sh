@@ -9,7 +9,11 @@
 #
 # MODELS: any of gram, trm (experiments/baselines/trm.yaml), ar and mdlm (experiments/baselines/ar.yaml, mdlm.yaml).
 # BUDGET: the same wall-clock training budget (DD:HH:MM:SS) for every model instead of the step counts; such runs log
-# to logs/<config>_budget/ so they sit apart from the step-budget runs.
+# to logs/<config>_budget/ so they sit apart from the step-budget runs. Wall time depends on what else shares the
+# cores; MODEL_STEPS gives a model its own step count instead, e.g. the steps that take it as long as GRAM's take
+# GRAM, from the idle step times of benchmarks/baselines.py; its validations then fall at the same fractions of the
+# run as GRAM's (every 250 x its steps / GRAM's steps):
+#   MODELS="ar mdlm" MODEL_STEPS="ar:nqueens8=3100 mdlm:nqueens8=3100" bash benchmarks/cpu_comparison.sh nqueens8
 #
 # Each run logs to logs/<config name>/<model>_s<seed> (validation every 250 steps at N=20: single-sample and
 # voted accuracy, pass@20, coverage, conflict edges), then benchmarks/scaling.py measures its last checkpoint on
@@ -25,6 +29,7 @@ BIN=${BIN:-.venv/bin}
 SEEDS=${SEEDS:-"0 1 2"}
 MODELS=${MODELS:-"gram trm"}
 BUDGET=${BUDGET:-}
+MODEL_STEPS=${MODEL_STEPS:-}  # model:task=steps ...
 NQUEENS_STEPS=${NQUEENS_STEPS:-1500}
 COLORING_STEPS=${COLORING_STEPS:-1000}
 SUDOKU_STEPS=${SUDOKU_STEPS:-2000}
@@ -51,7 +56,16 @@ run() {  # run <task> <model> <seed>: one training run, then its scaling (or gen
             val_n=1 ;;  # one board per blank input: a vote would pick the most common board
     esac
     [ "$model" = ar ] && depths="1"
-    local log=$config limit=(--trainer.max_steps "$steps" --trainer.max_time null)
+    # MDLM validates and is tested at 16 denoising steps on N-Queens (4 of its 64 tokens per step), else at one
+    # step per output token (8 on graph coloring, 16 on 4x4 Sudoku).
+    [ "$model" = mdlm ] && [ "$task" = nqueens8 ] && { extra+=(--model.sampling_steps 16); depths="16"; }
+    local val_every=250 override
+    for override in $MODEL_STEPS; do
+        if [ "${override%%=*}" = "$model:$task" ]; then
+            val_every=$(( 250 * ${override#*=} / steps )); steps=${override#*=}
+        fi
+    done
+    local log=$config limit=(--trainer.max_steps "$steps" --trainer.max_time null --trainer.val_check_interval "$val_every")
     if [ -n "$BUDGET" ]; then
         log="${config}_budget"; limit=(--trainer.max_steps 1000000 --trainer.max_time "$BUDGET")
     fi

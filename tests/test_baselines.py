@@ -109,6 +109,14 @@ def test_n_samples_of_one_input_differ_and_are_keyed_by_input(make):
     assert torch.equal(module.sample(b, 4, selection="vote").preds, samples.preds[:, :4])
 
 
+def test_mdlm_depth_defaults_to_sampling_steps_then_one_step_per_output_token():
+    assert mdlm_module().default_depth == 7
+    module = mdlm_module(sampling_steps=3)
+    assert module.default_depth == 3 and module.sample(batch(1), 2).steps.eq(3).all()
+    with pytest.raises(GramUserError, match="sampling_steps"):
+        mdlm_module(sampling_steps=0)
+
+
 def test_baselines_have_no_value_head_to_select_with():
     with pytest.raises(GramUserError, match="vote"):
         ARModule(PrefixLM(**NET), selection="lprm")

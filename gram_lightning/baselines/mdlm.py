@@ -71,7 +71,8 @@ class MaskedDenoiser(TokenNet):
 class MDLMModule(BaseModule):
     """Trains the MDLM baseline (`MaskedDenoiser`) on the continuous-time masking ELBO and evaluates it by ancestral
     sampling, scored by the task like every model of the project (`BaseModule`). Its depth is the number of
-    denoising steps S (`num_steps`, default L_out: one token unmasked per step on average).
+    denoising steps S (`num_steps`; validation uses `sampling_steps`, default L_out: one token unmasked per step
+    on average).
 
     Args:
         net: The `MaskedDenoiser` (any TaskNet is accepted, so that a task config's GRAM width settings carry over).
@@ -80,9 +81,12 @@ class MDLMModule(BaseModule):
         schedule: The masking schedule: "loglinear" (alpha_t = 1 - t, MDLM's default) or "cosine".
         time_eps: Training times are drawn from [time_eps, 1]: w(t) grows like 1 / t near 0.
         temperature: Softmax temperature of the token draws (1: the model's distribution).
+        sampling_steps: Denoising steps S of validation, and of test / predict when `num_steps` is not given (None:
+            L_out, one token revealed per step on average). Fewer steps reveal several tokens per step, at that
+            fraction of the cost.
         val_num_samples: Samples per input in validation (majority vote).
         num_samples: Width N of test / predict.
-        num_steps: Denoising steps S of test / predict (None: L_out).
+        num_steps: Denoising steps S of test / predict (None: `sampling_steps`).
         selection: vote or first (no value head).
         inference_seed: Seed of the sampling; an input's samples are a function of it and the input's index.
         nonfinite: "stop" or "skip" a training step with a NaN or infinite loss or gradient norm.
@@ -96,6 +100,7 @@ class MDLMModule(BaseModule):
         schedule: Schedule = "loglinear",
         time_eps: float = 1e-3,
         temperature: float = 1.0,
+        sampling_steps: int | None = None,
         val_num_samples: int = 1,
         num_samples: int = 1,
         num_steps: int | None = None,
@@ -111,14 +116,17 @@ class MDLMModule(BaseModule):
             raise GramUserError(f"time_eps must be in (0, 1), got {time_eps}")
         if temperature <= 0:
             raise GramUserError(f"temperature must be > 0, got {temperature}")
+        if sampling_steps is not None and sampling_steps < 1:
+            raise GramUserError(f"sampling_steps must be >= 1 (or null for one per output token), got {sampling_steps}")
         super().__init__(net, optimizer, warmup_steps, val_num_samples, num_samples, num_steps, selection,
                          inference_seed, nonfinite)
         self.save_hyperparameters(ignore=hyperparameters_to_ignore(MDLM_PER_RUN_ARGS))
         self.schedule, self.time_eps, self.temperature = schedule, time_eps, temperature
+        self.sampling_steps = sampling_steps
 
     @property
     def default_depth(self) -> int:
-        return self.net.out_len
+        return self.sampling_steps or self.net.out_len
 
     @property
     def depth_name(self) -> str:
