@@ -127,6 +127,11 @@ def main(args=None) -> None:
     """The `gram` command. Known errors (bad data files, a corrupt cache, a checkpoint that does not fit, a bad
     setting, a run that diverged) end it with one line `gram: <message>` and status 1; GRAM_DEBUG=1 shows their
     traceback too."""
+    command = sys.argv[1:] if args is None else list(args)
+    if command[:1] == ["sweep"]:  # `gram sweep`: hyperparameter sweeps on Optuna (gram_lightning/sweep.py)
+        from gram_lightning import sweep
+
+        return sweep.main(command[1:])
     try:
         build_cli(args)
     except Exception as error:
