@@ -16,7 +16,6 @@ benchmarks/results/baselines-<config>-<device>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time

@@ -2,7 +2,6 @@
 weight and sampler, N different samples per input, and both through `gram fit` + `gram test`."""
 
 import json
-import math
 from pathlib import Path
 
 import pytest
