@@ -123,6 +123,7 @@ def test_baselines_have_no_value_head_to_select_with():
         MDLMModule(PrefixLM(**NET))
 
 
+@pytest.mark.slow  # two `gram fit` + `gram test` processes per model
 @pytest.mark.parametrize("overlay", ["ar", "mdlm"])
 def test_baseline_runs_through_gram_fit_and_gram_test(overlay, tmp_path):
     fit = run_gram("fit", *tiny_args(tmp_path), "--config", str(ROOT / "experiments" / "baselines" / f"{overlay}.yaml"),

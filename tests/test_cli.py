@@ -144,6 +144,7 @@ def test_resume_continues_with_same_step_and_ema_state(tmp_path):
         torch.testing.assert_close(seen["current"][key], value)
 
 
+@pytest.mark.slow  # a `gram fit`, then a `gram test`
 def test_gram_test_checks_its_checkpoint_once(tmp_path, monkeypatch):
     main(["fit", *tiny_args(tmp_path, "--trainer.max_steps", "2", "--trainer.callbacks+", "[]")])
     run_dir = tmp_path / "logs" / "demo" / "version_0"

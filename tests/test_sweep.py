@@ -68,6 +68,7 @@ def states(study) -> list[str]:
     return [t.state.name for t in study.get_trials(deepcopy=False)]
 
 
+@pytest.mark.slow  # three `gram fit` trials
 def test_grid_sweep_runs_every_point_once_and_writes_the_table(tmp_path):
     result = run_sweep(tmp_path, sweep_file(tmp_path, "grid", sampler="grid", params={"model.beta": [0.3, 1.0, 3.0]}))
     assert result.returncode == 0, result.stderr[-3000:]
