@@ -86,6 +86,8 @@ class BaseModule(L.LightningModule):
     """
 
     has_value_head = False  # a value (LPRM) and a halt head, which selection "lprm" and "halt" read
+    net_type: type[torch.nn.Module] = torch.nn.Module  # the kind of net the family trains
+    net_config = ""  # the config that sets that net, named when another kind is given
 
     def __init__(
         self,
@@ -99,6 +101,9 @@ class BaseModule(L.LightningModule):
         inference_seed: int = 1234,
         nonfinite: str = "stop",
     ):
+        if not isinstance(net, self.net_type):
+            where = f" ({self.net_config})" if self.net_config else ""
+            raise GramUserError(f"{type(self).__name__} needs a {self.net_type.__name__} net{where}, got {type(net).__name__}")
         super().__init__()
         if selection not in SELECTION_RULES:
             raise GramUserError(f"selection must be one of {SELECTION_RULES}, got {selection!r}")
@@ -214,10 +219,24 @@ class BaseModule(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer) -> None:
         # After backward (all micro-batches), before gradient clipping and the main step.
-        if self.guard.drop_gradients or self._nonfinite_gradients():
+        if self.guard.drop_gradients or self._nonfinite_gradients(self.pending_gradients()):
             # No update at all: AdamW leaves parameters without a gradient (and their moments) untouched.
             self.guard.drop_gradients = False
             optimizer.zero_grad(set_to_none=True)
+            self.drop_pending_gradients()
+            return
+        self.apply_pending_gradients()
+
+    def pending_gradients(self) -> list[torch.Tensor]:
+        """Gradients of parameters updated outside the optimizer (GRAM's sparse puzzle embeddings), which the
+        non-finite check covers too; none by default."""
+        return []
+
+    def drop_pending_gradients(self) -> None:
+        """Discard `pending_gradients` of a skipped step."""
+
+    def apply_pending_gradients(self) -> None:
+        """The update of the parameters outside the optimizer, after a step whose gradients are finite."""
 
     def _on_any_rank(self, flag: bool) -> bool:
         """`flag` of any DDP rank: a non-finite step stops or is skipped on every rank together."""
@@ -226,13 +245,13 @@ class BaseModule(L.LightningModule):
             return flag
         return trainer.strategy.reduce_boolean_decision(flag, all=False)
 
-    def _nonfinite_gradients(self, pending: list[torch.Tensor] | None = None) -> bool:
+    def _nonfinite_gradients(self, pending: list[torch.Tensor]) -> bool:
         """Whether this step's gradient norm (with `pending` gradients applied outside the optimizer) is NaN or
         infinite on any rank (see NonFiniteGuard)."""
         if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
             return False  # fp16: the gradient scaler skips overflowing steps and lowers its scale
         grads = {n: p.grad for n, p in self.named_parameters() if p.grad is not None}
-        return self.guard.gradients(grads, pending or [], self.global_step, self._on_any_rank)
+        return self.guard.gradients(grads, pending, self.global_step, self._on_any_rank)
 
     def skip_if_nonfinite(self, terms: dict[str, torch.Tensor]) -> tuple[bool, torch.Tensor | None]:
         """(skipped, what training_step returns then) for a step whose loss ("loss" of `terms`) is NaN or infinite

@@ -173,17 +173,17 @@ class GRAMModule(BaseModule):
         for logger in self.loggers:
             logger.log_hyperparams({"kl_weight_elbo": weight})
 
-    def on_before_optimizer_step(self, optimizer) -> None:
-        # After backward (all micro-batches), before gradient clipping and the main step.
+    def pending_gradients(self) -> list[torch.Tensor]:
         embed = self.net.puzzle_embed
-        if self.guard.drop_gradients or self._nonfinite_gradients(embed.pending_gradients() if embed is not None else None):
-            # No update at all: AdamW leaves parameters without a gradient (and their moments) untouched.
-            self.guard.drop_gradients = False
-            optimizer.zero_grad(set_to_none=True)
-            if embed is not None:
-                embed.zero_grad()
-            return
-        # The sparse update of the puzzle embeddings.
+        return embed.pending_gradients() if embed is not None else []
+
+    def drop_pending_gradients(self) -> None:
+        if self.net.puzzle_embed is not None:
+            self.net.puzzle_embed.zero_grad()
+
+    def apply_pending_gradients(self) -> None:
+        # The sparse sign-SGD update of the puzzle embeddings.
+        embed = self.net.puzzle_embed
         if embed is not None and embed.has_gradient:
             lr = self.puzzle_embedding_lr * self.lr_factor(self.global_step)
             embed.step(lr, self.puzzle_embedding_weight_decay)

@@ -92,6 +92,9 @@ class ARModule(BaseModule):
         nonfinite: "stop" or "skip" a training step with a NaN or infinite loss or gradient norm.
     """
 
+    net_type = PrefixLM
+    net_config = "experiments/baselines/ar.yaml"
+
     def __init__(
         self,
         net: TaskNet,
@@ -108,8 +111,6 @@ class ARModule(BaseModule):
         inference_seed: int = 1234,
         nonfinite: Literal["stop", "skip"] = "stop",
     ):
-        if not isinstance(net, PrefixLM):
-            raise GramUserError(f"ARModule needs a PrefixLM net (experiments/baselines/ar.yaml), got {type(net).__name__}")
         if temperature <= 0:
             raise GramUserError(f"temperature must be > 0, got {temperature}")
         if top_k is not None and top_k < 1:

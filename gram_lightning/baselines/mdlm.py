@@ -92,6 +92,9 @@ class MDLMModule(BaseModule):
         nonfinite: "stop" or "skip" a training step with a NaN or infinite loss or gradient norm.
     """
 
+    net_type = MaskedDenoiser
+    net_config = "experiments/baselines/mdlm.yaml"
+
     def __init__(
         self,
         net: TaskNet,
@@ -108,8 +111,6 @@ class MDLMModule(BaseModule):
         inference_seed: int = 1234,
         nonfinite: Literal["stop", "skip"] = "stop",
     ):
-        if not isinstance(net, MaskedDenoiser):
-            raise GramUserError(f"MDLMModule needs a MaskedDenoiser net (experiments/baselines/mdlm.yaml), got {type(net).__name__}")
         if schedule not in ("loglinear", "cosine"):
             raise GramUserError(f"schedule must be 'loglinear' or 'cosine', got {schedule!r}")
         if not 0 < time_eps < 1:
