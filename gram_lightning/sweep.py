@@ -347,6 +347,15 @@ main()
 """
 
 
+def trial_environment(workers: int) -> dict[str, str]:
+    """A trial's environment: this one's, with the CPU cores shared out among the workers (OMP_NUM_THREADS, which
+    torch reads for its thread pool) unless it is set already, since N trials each using every core run slower
+    together than N trials on their own share."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+    return env
+
+
 class Sweep:
     """The trials of one `gram sweep` command: `workers` threads, each claiming a trial from the study, running its
     `gram fit` process and telling the study how it ended."""
@@ -360,6 +369,7 @@ class Sweep:
         self.failure: BaseException | None = None  # a bug in a worker thread, raised again by run()
         self._lock = threading.Lock()
         self._claim_mutex = threading.Lock()
+        self.workers = 1  # trials run at a time by this command
         self._active = 0  # worker threads still running
         self._all_done = threading.Event()
         self._running: dict[int, subprocess.Popen] = {}
@@ -369,7 +379,7 @@ class Sweep:
     def run(self, workers: int) -> None:
         """Run trials until the study has n_trials; Ctrl-C or SIGTERM stops the running ones, which the next start
         runs again from their last checkpoint."""
-        self._active = workers
+        self._active = self.workers = workers
         threads = [threading.Thread(target=self._work, name=f"sweep-worker-{i}", daemon=True) for i in range(workers)]
         previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt) if _main_thread() else None
         try:
@@ -558,7 +568,7 @@ class Sweep:
                 # Its own session: a Ctrl-C at the terminal reaches the sweep alone, which stops and re-queues it.
                 process = subprocess.Popen([sys.executable, "-c", TRIAL_MAIN, str(os.getpid()), *args],
                                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                           start_new_session=True)
+                                           start_new_session=True, env=trial_environment(self.workers))
                 self._running[trial.number] = process
             try:
                 while True:

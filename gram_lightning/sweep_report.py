@@ -318,6 +318,9 @@ def print_summary(runs: list[Run], params: list[str], metric: str, direction: st
                       f"{run.wall_time_s:.0f} s" if run.wall_time_s is not None else "")
     console = Console()
     console.print(table)
+    saved = pruning_savings(runs)
+    if saved is not None:
+        print(saved)
     for run in runs:
         if run.state == "FAIL" and run.error:
             console.print(f"{run.name} failed: {run.error}", markup=False, highlight=False)
@@ -329,6 +332,24 @@ def print_summary(runs: list[Run], params: list[str], metric: str, direction: st
     print(f"best: {best.name}, {metric} = {best.objective:.4g} ({best.log_dir})")
     if best.command:
         print("  " + shlex.join(best.command))
+
+
+def pruning_savings(runs: list[Run]) -> str | None:
+    """What pruning saved, as a sentence: the pruned trials' wall time against what they would have taken at the
+    mean of the trials that ran to the end. None without both pruned and complete trials that recorded a time."""
+    complete = [run.wall_time_s for run in runs if run.state == "COMPLETE" and run.wall_time_s is not None]
+    pruned = [run for run in runs if run.state == "PRUNED" and run.wall_time_s is not None]
+    if not complete or not pruned:
+        return None
+    full = sum(complete) / len(complete)
+    spent = sum(run.wall_time_s for run in pruned)
+    saved = max(0.0, full * len(pruned) - spent)
+    total = sum(run.wall_time_s for run in runs if run.wall_time_s is not None)
+    steps = ", ".join(str(run.step) for run in sorted(pruned, key=lambda run: run.number) if run.step is not None)
+    return (f"pruning: {len(pruned)} of {len(runs)} trials stopped early" + (f" (at steps {steps})" if steps else "")
+            + f"; they took {spent:.0f} s where running them to the end would have taken about {full * len(pruned):.0f} s"
+            f" (a complete trial's mean, {full:.0f} s): saved {saved:.0f} s of trial time, "
+            f"{100 * saved / (total + saved):.0f}% of the {total + saved:.0f} s the sweep would have taken unpruned")
 
 
 def _cell(value: Any) -> str:

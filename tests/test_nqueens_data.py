@@ -24,6 +24,7 @@ from datamodules.nqueens.boards import (
     check_nqueens,
     dihedral_permutations,
     is_valid_nqueens,
+    queen_conflicts,
 )
 from datamodules.nqueens.solutions import default_num_removed, partial_boards, solve_nqueens
 from datamodules.nqueens.split import TEST_FRACTION, orbit_ids, split_rows
@@ -169,6 +170,54 @@ def test_check_nqueens_hand_made_cases():
     assert check_nqueens(inputs, preds, 8).tolist() == [True, False, False, False, False, False, True]
     assert is_valid_nqueens(preds, 8).tolist() == [True, True, False, False, False, False, True]
     assert check_nqueens(inputs.view(7, 1, 64), preds.view(7, 1, 64)).shape == (7, 1)  # any leading shape
+
+
+def _reference_conflicts(given: list[int], board: list[int], n: int) -> int:
+    """Attacking pairs by looping over every pair of queens, plus missing and dropped queens and non-board cells."""
+    queens = [divmod(i, n) for i, t in enumerate(board) if t == QUEEN_TOKEN]
+    pairs = sum(
+        r1 == r2 or c1 == c2 or r1 - c1 == r2 - c2 or r1 + c1 == r2 + c2
+        for (r1, c1), (r2, c2) in itertools.combinations(queens, 2)
+    )
+    dropped = sum(g == QUEEN_TOKEN and t != QUEEN_TOKEN for g, t in zip(given, board))
+    unknown = sum(t not in (EMPTY_TOKEN, QUEEN_TOKEN) for t in board)
+    return pairs + max(0, n - len(queens)) + dropped + unknown
+
+
+def test_queen_conflicts_hand_made_cases():
+    solution, other = _board(SOLUTION_8), _board(OTHER_SOLUTION_8)
+    puzzle = _board([0, 4, 7, -1, -1, -1, -1, -1])  # rows 0..2 of SOLUTION_8
+    blank = torch.full_like(puzzle, EMPTY_TOKEN)
+    identity = _board(list(range(8)))  # all 8 queens on the main diagonal: 28 attacking pairs
+    seven = solution.clone()
+    seven[7 * 8 + SOLUTION_8[7]] = EMPTY_TOKEN  # one queen missing
+    padded = solution.clone()
+    padded[5] = PAD_TOKEN  # an empty cell written as PAD
+    inputs = torch.stack([puzzle, puzzle, blank, blank, blank, blank])
+    preds = torch.stack([solution, other, identity, seven, padded, blank])
+    # `other` keeps none of the puzzle's 3 queens; the blank board misses all 8.
+    assert queen_conflicts(inputs, preds, 8).tolist() == [0, 3, 28, 1, 1, 8]
+
+
+def test_queen_conflicts_match_reference_and_checker():
+    gen = torch.Generator().manual_seed(0)
+    n = 6
+    boards = torch.full((400, n * n), EMPTY_TOKEN)
+    for b in range(len(boards)):  # 0 to 9 queens anywhere, some boards with a stray PAD
+        boards[b, torch.randperm(n * n, generator=gen)[: int(torch.randint(10, (1,), generator=gen))]] = QUEEN_TOKEN
+        if b % 7 == 0:
+            boards[b, int(torch.randint(n * n, (1,), generator=gen))] = PAD_TOKEN
+    solutions = [s for s in itertools.permutations(range(n)) if _is_solution(s)]
+    boards[:len(solutions)] = torch.stack([_board(s) for s in solutions])  # valid boards too
+    givens = torch.where(torch.rand(boards.shape, generator=gen) < 0.3, boards, EMPTY_TOKEN)
+    givens[givens == PAD_TOKEN] = EMPTY_TOKEN
+    givens[1::3] = givens.roll(1, 0)[1::3]  # some givens from another board: dropped queens
+    counts = queen_conflicts(givens, boards, n)
+    expected = [_reference_conflicts(g.tolist(), b.tolist(), n) for g, b in zip(givens, boards)]
+    assert counts.tolist() == expected
+    assert torch.equal(counts == 0, check_nqueens(givens, boards, n))
+    assert (counts == 0).sum() >= 1 and (counts > 0).sum() > 300
+    assert queen_conflicts(givens.view(20, 20, -1), boards.view(20, 20, -1)).shape == (20, 20)
 
 
 def test_check_nqueens_rejects_malformed_shapes():

@@ -319,3 +319,28 @@ def test_shipped_sweep_files_say_how_to_run_them_and_gram_fit_accepts_them(name,
     monkeypatch.chdir(ROOT)
     save_dir = sweep.check_with_fit_parser(spec, sweep.TrialCommand(spec, configs, fit_args, "sqlite:///x.db", Path()))
     assert save_dir == Path("logs") and spec.n_trials >= 2
+
+
+def test_report_says_what_pruning_saved():
+    from gram_lightning.sweep_report import Run, pruning_savings
+
+    def run(number, state, wall, step):
+        return Run(number=number, name=f"trial_{number}", state=state, params={}, objective=0.0, metrics={},
+                   wall_time_s=wall, step=step, log_dir="", command=None)
+
+    runs = [run(0, "COMPLETE", 100.0, 1000), run(1, "COMPLETE", 120.0, 1000), run(2, "PRUNED", 30.0, 250),
+            run(3, "PRUNED", 60.0, 500), run(4, "FAIL", None, None)]
+    line = pruning_savings(runs)
+    # The pruned trials took 90 s against 2 x 110 s: 130 s saved of the 310 + 130 s an unpruned sweep would take.
+    assert "2 of 5 trials stopped early (at steps 250, 500)" in line
+    assert "saved 130 s of trial time, 30% of the 440 s" in line
+    assert pruning_savings(runs[:2]) is None and pruning_savings(runs[2:]) is None
+
+
+def test_workers_share_the_cores_unless_told_otherwise(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert sweep.trial_environment(4)["OMP_NUM_THREADS"] == "4"
+    assert sweep.trial_environment(32)["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert sweep.trial_environment(4)["OMP_NUM_THREADS"] == "3"

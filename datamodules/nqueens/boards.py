@@ -84,6 +84,36 @@ def check_nqueens(inputs: torch.Tensor, preds: torch.Tensor, n: int | None = Non
     return is_valid_nqueens(preds, n) & keeps_queens
 
 
+def queen_conflicts(inputs: torch.Tensor, preds: torch.Tensor, n: int | None = None) -> torch.Tensor:
+    """(..., L) inputs and predictions -> (...) long: how far ``preds`` is from a valid completion, 0 exactly when
+    `check_nqueens` accepts it.
+
+    The sum of: pairs of queens that attack each other (sharing a row, column, diagonal or anti-diagonal; k queens
+    on one line are k(k-1)/2 pairs), queens missing to make n, queens of the input that ``preds`` drops, and cells
+    that hold neither an empty cell nor a queen. Accuracy says nothing until whole boards come out right; this
+    count falls from the first steps of training, so early validations and sweeps can tell runs apart by it.
+    """
+    n = n if n is not None else _side_of(preds.shape[-1])
+    if inputs.shape != preds.shape:
+        raise ValueError(f"inputs {tuple(inputs.shape)} and preds {tuple(preds.shape)} differ in shape")
+    if preds.shape[-1] != n * n:
+        raise ValueError(f"a {n}x{n} board has {n * n} cells, got boards of {preds.shape[-1]} tokens")
+    lead = preds.shape[:-1]
+    boards, givens = preds.reshape(-1, n * n), inputs.reshape(-1, n * n)
+    queens = (boards == QUEEN_TOKEN).long()  # (B, L)
+    index = torch.arange(n, device=preds.device)
+    row, col = index.repeat_interleave(n), index.repeat(n)  # (L,) row and column of each cell
+    # Cell -> its row (slots 0..n-1), column (n..2n-1), diagonal r - c and anti-diagonal r + c (2n-1 slots each).
+    slot = torch.cat([row, col + n, row - col + 3 * n - 1, row + col + 4 * n - 1])  # (4L,)
+    lines = torch.zeros(len(boards), 6 * n - 2, dtype=torch.long, device=preds.device)
+    lines.scatter_add_(1, slot.expand(len(boards), -1), queens.repeat(1, 4))
+    attacking_pairs = (lines * (lines - 1) // 2).sum(1)
+    missing = (n - queens.sum(1)).clamp(min=0)
+    dropped = ((givens == QUEEN_TOKEN) & (boards != QUEEN_TOKEN)).sum(1)
+    unknown = ((boards != QUEEN_TOKEN) & (boards != EMPTY_TOKEN)).sum(1)
+    return (attacking_pairs + missing + dropped + unknown).view(lead)
+
+
 def _side_of(length: int) -> int:
     n = math.isqrt(length)
     if n * n != length:

@@ -8,7 +8,14 @@ import datasets
 import torch
 
 from datamodules.cache import cached_dataset
-from datamodules.nqueens.boards import EMPTY_TOKEN, QUEEN_TOKEN, VOCAB_SIZE, augment_batch, check_nqueens
+from datamodules.nqueens.boards import (
+    EMPTY_TOKEN,
+    QUEEN_TOKEN,
+    VOCAB_SIZE,
+    augment_batch,
+    check_nqueens,
+    queen_conflicts,
+)
 from datamodules.nqueens.solutions import (
     check_board_size,
     check_num_removed,
@@ -76,6 +83,8 @@ class NQueensDataModule(SolutionsDataModule, Task):
             training input, and the augmentation maps it onto the test input. Kept only to
             reproduce the paper's numbers.
     """
+
+    violations_name = "queen_conflicts"  # what `violations` counts
 
     def __init__(
         self,
@@ -161,6 +170,11 @@ class NQueensDataModule(SolutionsDataModule, Task):
         """(B, L) inputs and predicted tokens -> (B,) bool: a valid N-Queens board keeping every
         queen of the input."""
         return check_nqueens(inputs, preds, self.board_size)
+
+    def violations(self, inputs: torch.Tensor, preds: torch.Tensor) -> torch.Tensor:
+        """(B, L) inputs and predicted tokens -> (B,) long: attacking queen pairs, missing and dropped queens and
+        non-board tokens (`queen_conflicts`); 0 exactly for a valid completion."""
+        return queen_conflicts(inputs, preds, self.board_size)
 
     def render(self, inputs: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         """One board as a (3, H, W) image: a chessboard, queens in black, the input's queens framed."""
