@@ -35,10 +35,12 @@ COLORING_STEPS=${COLORING_STEPS:-1000}
 SUDOKU_STEPS=${SUDOKU_STEPS:-2000}
 PARALLEL=${PARALLEL:-2}
 NQUEENS_SPLIT=${NQUEENS_SPLIT:-orbit}  # orbit, or paper (runs named <model>_paper_s<seed>)
+EXTRA_ARGS=${EXTRA_ARGS:-}  # more `gram fit` arguments for every run
+RUN_NAME=${RUN_NAME:-}  # runs named <RUN_NAME>_s<seed> instead of <model>_s<seed>
 TASKS="nqueens8 coloring8 sudoku4gen"
 
 run() {  # run <task> <model> <seed>: one training run, then its scaling (or generation) table
-    local task=$1 model=$2 seed=$3 config steps name=$2 extra=() depths val_n=20
+    local task=$1 model=$2 seed=$3 config steps name=${RUN_NAME:-$2} extra=() depths val_n=20
     case $model in
         gram) ;;
         trm | ar | mdlm) extra=(--config "experiments/baselines/$model.yaml") ;;
@@ -56,6 +58,8 @@ run() {  # run <task> <model> <seed>: one training run, then its scaling (or gen
             val_n=1 ;;  # one board per blank input: a vote would pick the most common board
     esac
     [ "$model" = ar ] && depths="1"
+    # shellcheck disable=SC2206
+    extra+=($EXTRA_ARGS)  # benchmarks/nqueens_levers.sh: a training option on top of the recipe above
     # MDLM validates and is tested at 16 denoising steps on N-Queens (4 of its 64 tokens per step), else at one
     # step per output token (8 on graph coloring, 16 on 4x4 Sudoku).
     [ "$model" = mdlm ] && [ "$task" = nqueens8 ] && { extra+=(--model.sampling_steps 16); depths="16"; }

@@ -20,6 +20,8 @@ class Carry:
     batch: dict[str, torch.Tensor]  # the example each row is working on
     steps: torch.Tensor  # (B,) supervision steps taken on it
     halted: torch.Tensor  # (B,) replace the row with a fresh example at the next step
+    summaries: torch.Tensor | None = None  # (B, N_sup, D) the judged h[:, 0] of each step of the row's trajectory,
+    # kept for a value head that learns the trajectory's final reward (GRAMModule value_target="final")
 
     @classmethod
     def start(cls, net: GRAM, batch: dict[str, torch.Tensor]) -> Carry:
@@ -41,13 +43,17 @@ class Carry:
 
     def state(self) -> dict[str, Any]:
         """The carry as checkpoint entries (plain tensors)."""
-        return {"h": self.h, "l": self.l, "steps": self.steps, "halted": self.halted, "batch": dict(self.batch)}
+        state = {"h": self.h, "l": self.l, "steps": self.steps, "halted": self.halted, "batch": dict(self.batch)}
+        if self.summaries is not None:
+            state["summaries"] = self.summaries
+        return state
 
     @classmethod
     def from_state(cls, state: dict[str, Any], device: torch.device) -> Carry:
         to = lambda t: t.to(device)  # noqa: E731
+        summaries = state.get("summaries")
         return cls(to(state["h"]), to(state["l"]), {k: to(v) for k, v in state["batch"].items()}, to(state["steps"]),
-                   to(state["halted"]))
+                   to(state["halted"]), None if summaries is None else to(summaries))
 
 
 def halt_decision(halt_logits: torch.Tensor, steps: torch.Tensor, N_sup: int, act: bool,

@@ -50,9 +50,7 @@ def mean_over_tokens(per_token: torch.Tensor, labels: torch.Tensor) -> torch.Ten
 
 def gaussian_kl(q: Gaussian, p: Gaussian) -> torch.Tensor:
     """KL(q || p) of diagonal Gaussians, summed over the latent width: (B, L, D) -> (B, L)."""
-    var_ratio = (q.std / p.std).pow(2)
-    mean_term = ((q.mean - p.mean) / p.std).pow(2)
-    return 0.5 * (var_ratio + mean_term - 1 - var_ratio.log()).sum(-1)
+    return q.kl(p)
 
 
 def balanced_kl(q: Gaussian, p: Gaussian, balance: float = 0.8) -> torch.Tensor:
@@ -98,9 +96,11 @@ class ELBOLoss:
 
     CE is the mean over the output tokens; KL is summed over the latent width and averaged over the latent
     positions (`kl_positions` 1) or summed over them (`kl_positions` L_total); beta_t follows the geometric
-    schedule of `kl_weight`. The halt and value heads learn whether the prediction they judge (the prior draw's,
-    where there is one) is right, and its token accuracy; "right" is the task's `check` where it has one, so a
-    valid answer other than the label counts.
+    schedule of `kl_weight`. With `kl_free_bits` > 0 each position's KL, averaged over the batch, enters the loss
+    as max(KL, kl_free_bits) ("free bits", Kingma et al., 2016): the posterior may carry that many nats per
+    position without cost, and the prior still learns from the gradient above the floor. The halt and value heads
+    learn whether the prediction they judge (the prior draw's, where there is one) is right, and its token
+    accuracy; "right" is the task's `check` where it has one, so a valid answer other than the label counts.
     """
 
     kind: Literal["stablemax", "softmax"]
@@ -115,6 +115,7 @@ class ELBOLoss:
     value_weight: float
     out_len: int  # L_out and L_total: the KL's weight on the ELBO's scale (`kl_weight_elbo`)
     total_len: int
+    kl_free_bits: float = 0.0  # nats per latent position that cost nothing (batch mean of each position's KL)
 
     def __post_init__(self) -> None:
         if self.prior_ce_weight < 0:
@@ -124,6 +125,8 @@ class ELBOLoss:
             raise GramUserError(f"beta must be >= 0, and > 0 with beta_start > 0 for the geometric schedule; got beta {beta}, beta_start {beta_start}")
         if self.beta_anneal_steps < 0:
             raise GramUserError(f"beta_anneal_steps must be >= 0, got {self.beta_anneal_steps}")
+        if self.kl_free_bits < 0:
+            raise GramUserError(f"kl_free_bits must be >= 0 (nats per latent position), got {self.kl_free_bits}")
 
     def kl_weight(self, step: int) -> float:
         """beta at optimizer step `step`: geometric from beta_start to beta over beta_anneal_steps, then beta."""
@@ -137,7 +140,22 @@ class ELBOLoss:
         KL of the whole latent ("sum"). One unit in which runs of any task and either reading compare."""
         return self.kl_weight(step) * self.kl_positions * self.out_len / self.total_len
 
-    def terms(self, out: StepOutput, inputs: torch.Tensor, labels: torch.Tensor, step: int, task: Task) -> dict[str, torch.Tensor]:
+    @staticmethod
+    @torch.no_grad()
+    def judged_outcome(out: StepOutput, inputs: torch.Tensor, labels: torch.Tensor,
+                       task: Task) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B,) token accuracy and (B,) rightness of the prediction the halt and value heads judged (the prior
+        draw's, where there is one): their training targets."""
+        judged_preds = (out.logits if out.judged_logits is None else out.judged_logits).argmax(-1)
+        judged_acc, judged_correct = agreement(judged_preds, labels)
+        if task.checks_answers:
+            # On a puzzle with several solutions, a valid answer other than the label is right too.
+            judged_correct = judged_correct | task.check(inputs, judged_preds)
+            judged_acc = torch.where(judged_correct, 1.0, judged_acc)
+        return judged_acc, judged_correct
+
+    def terms(self, out: StepOutput, inputs: torch.Tensor, labels: torch.Tensor, step: int, task: Task,
+              final_values: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The loss ("loss") and its terms and training accuracies, as logged under `train/`.
 
         Args:
@@ -146,33 +164,40 @@ class ELBOLoss:
             labels: (B, L_out) tokens.
             step: The optimizer step (the KL weight's schedule).
             task: Judges the prior draw's prediction for the heads' targets.
+            final_values: The value head's predictions (M,) at earlier steps of trajectories that end at this one,
+                and the row (M,) of each: they learn this step's judged accuracy, the trajectory's final reward.
+                None: the value head learns this step's own accuracy from `out.value`.
         """
         with torch.no_grad():
             preds = out.logits.argmax(-1)
             token_acc, seq_correct = agreement(preds, labels)
-            judged_preds = preds if out.judged_logits is None else out.judged_logits.argmax(-1)
-            judged_acc, judged_correct = agreement(judged_preds, labels)
-            if task.checks_answers:
-                # On a puzzle with several solutions, a valid answer other than the label is right too.
-                judged_correct = judged_correct | task.check(inputs, judged_preds)
-                judged_acc = torch.where(judged_correct, 1.0, judged_acc)
+            judged_acc, judged_correct = self.judged_outcome(out, inputs, labels, task)
         reconstruction = lambda logits: mean_over_tokens(token_cross_entropy(logits, labels, self.kind), labels).mean()  # noqa: E731
         ce = reconstruction(out.logits)
         ce_prior = ce.new_zeros(())
         if self.prior_ce_weight > 0 and out.judged_logits is not None:
             ce_prior = reconstruction(out.judged_logits)
-        kl = ce.new_zeros(())
+        kl = kl_loss = ce.new_zeros(())
         noise = out.noise
         if noise is not None and noise.posterior is not None:
             divergence = balanced_mean_distance if self.mean_only else balanced_kl
-            kl = divergence(noise.posterior, noise.prior, self.kl_balance).mean()
+            per_row = divergence(noise.posterior, noise.prior, self.kl_balance)  # (B, L_total)
+            kl = kl_loss = per_row.mean()
+            if self.kl_free_bits > 0:
+                kl_loss = per_row.mean(0).clamp(min=self.kl_free_bits).mean()
         halt = halt_loss(out.halt_logits, judged_correct).mean()
-        value = value_loss(out.value, judged_acc).mean()
+        if final_values is None:
+            value = value_loss(out.value, judged_acc).mean()
+        else:
+            predictions, rows = final_values
+            value = value_loss(predictions, judged_acc[rows]).mean() if len(rows) else ce.new_zeros(())
         beta = self.kl_weight(step)
-        loss = (ce + self.prior_ce_weight * ce_prior + beta * self.kl_positions * kl
+        loss = (ce + self.prior_ce_weight * ce_prior + beta * self.kl_positions * kl_loss
                 + self.halt_weight * halt + self.value_weight * value)
         terms = {"loss": loss, "ce": ce, "kl": kl, "halt_loss": halt, "value_loss": value,
                  "exact_acc_posterior": seq_correct.float().mean(), "token_acc_posterior": token_acc.mean()}
+        if out.untrained_kl is not None:
+            terms["kl_untrained"] = out.untrained_kl.mean()
         if out.judged_logits is not None:
             terms["exact_acc_prior_draw"] = judged_correct.float().mean()
         if self.prior_ce_weight > 0:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gram_lightning.keyed_noise import derive, normal_like
-from gram_lightning.layers import Linear, ReasoningNet, SwiGLU, swiglu_hidden
+from gram_lightning.layers import Block, Linear, ReasoningNet, SwiGLU, swiglu_hidden
 from gram_lightning.puzzle_embedding import PuzzleEmbedding
 from gram_lightning.task_net import TaskNet
 
@@ -49,6 +49,12 @@ class Gaussian:
     def sample(self, keys: torch.Tensor | None = None) -> torch.Tensor:
         """A draw; with (B,) `keys` each row's noise is a function of its key (see keyed_noise.py)."""
         return self.mean + self.std * normal_like(self.std, keys)
+
+    def kl(self, other: Gaussian) -> torch.Tensor:
+        """KL(self || other), summed over the latent width: (B, L, D) -> (B, L)."""
+        var_ratio = (self.std / other.std).pow(2)
+        mean_term = ((self.mean - other.mean) / other.std).pow(2)
+        return 0.5 * (var_ratio + mean_term - 1 - var_ratio.log()).sum(-1)
 
 
 @dataclass
@@ -71,6 +77,13 @@ class StepOutput:
     judged_logits: torch.Tensor | None = None  # (B, L_out, V) what the halt / value heads judged; None: `logits`
     judged_h: torch.Tensor | None = None  # (B, L_total, D) the prior draw's state behind judged_logits; None: `h`
     judged_l: torch.Tensor | None = None  # (B, L_total, D) its low-level state (differs only with noise_on="l")
+    untrained_kl: torch.Tensor | None = None  # (B,) KL per latent position of the posterior's draws at the
+    # transitions without gradients, summed over them (posterior_transitions="all"); None: those drew from the prior
+
+    @property
+    def judged_state(self) -> torch.Tensor:
+        """(B, L_total, D) the state the halt and value heads judged: the prior draw's where there is one."""
+        return self.h if self.judged_h is None else self.judged_h
 
     def next_state(self, prior_draw: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(h, l) the next supervision step starts from: the prior draw's when asked for and there is one."""
@@ -105,6 +118,20 @@ class GaussianHead(nn.Module):
         raw_mean, raw_std = self.out(F.silu(self.hidden(x))).float().chunk(2, dim=-1)
         mean = self.max_mean * torch.tanh(raw_mean / self.max_mean)
         return Gaussian(mean, self.min_std + (self.max_std - self.min_std) * torch.sigmoid(raw_std))
+
+
+class MixingGaussianHead(nn.Module):
+    """A prior that mixes positions: one block of the net's core (self-attention or MLP-T, with its own weights)
+    over u, then the per-position `GaussianHead`. The per-position head can only make each position's noise a
+    function of that position's u; through the block a position's guidance can depend on what the others hold
+    (on N-Queens: where the other queens are)."""
+
+    def __init__(self, block: nn.Module, head: GaussianHead):
+        super().__init__()
+        self.block, self.head = block, head
+
+    def forward(self, x: torch.Tensor) -> Gaussian:
+        return self.head(self.block(x))
 
 
 class GRAM(TaskNet):
@@ -145,6 +172,14 @@ class GRAM(TaskNet):
         max_sigma: Ceiling of the learned std, relative to u's RMS of 1.
         max_mu: Bound on each element of the learned mean (guidance), relative to u's RMS of 1.
         noise_hidden: Hidden width of the prior / posterior MLPs; None means D.
+        prior_head: "mlp": the prior is an MLP on each position's u. "mixing": one block of the core (attention
+            or MLP-T, its own weights) mixes the positions of u first (`MixingGaussianHead`), a prior with the
+            capacity to coordinate positions. The posterior stays an MLP on [u, embed(y)].
+        posterior_transitions: Where a training step's rollout draws from the posterior. "last": at the last
+            transition only, the one with gradients and a KL in the loss; the earlier T-1 draw from the prior.
+            "all": at every transition, the paper's Eq. 3 (the whole training rollout sampled from q); the KL of
+            the earlier transitions carries no gradient (they run without one) and is logged as
+            `train/kl_untrained`.
         decoder: "linear" (TRM) or "mlp" (a SwiGLU head) from h to token logits.
         z0_seed: Seed of the fixed initial state z0 = (h0, l0) ~ N(0, I), stored in the checkpoint.
     """
@@ -178,6 +213,8 @@ class GRAM(TaskNet):
         max_sigma: float = 1.0,
         max_mu: float = 1.0,
         noise_hidden: int | None = None,
+        prior_head: Literal["mlp", "mixing"] = "mlp",
+        posterior_transitions: Literal["last", "all"] = "last",
         decoder: Literal["linear", "mlp"] = "linear",
         z0_seed: int = 0,
     ):
@@ -195,6 +232,10 @@ class GRAM(TaskNet):
             raise ValueError("GRAM: puzzle_prefix_len must be >= 1: the halt and value heads read the first prefix position")
         if noise not in ("learned", "none", "fixed", "mean_only"):
             raise ValueError(f"GRAM: noise must be one of learned, none, fixed, mean_only; got {noise!r}")
+        if prior_head not in ("mlp", "mixing"):
+            raise ValueError(f"GRAM: prior_head must be 'mlp' or 'mixing', got {prior_head!r}")
+        if posterior_transitions not in ("last", "all"):
+            raise ValueError(f"GRAM: posterior_transitions must be 'last' or 'all', got {posterior_transitions!r}")
         self.vocab_size, self.seq_len = vocab_size, seq_len
         self.out_len = out_len or seq_len
         self.separate_output = self.out_len != seq_len
@@ -203,6 +244,7 @@ class GRAM(TaskNet):
         self.hidden_size, self.T, self.K, self.N_sup = hidden_size, T, K, N_sup
         self.noise_mode, self.fixed_sigma = noise, fixed_sigma
         self.noise_on, self.z0_noise_sigma = noise_on, z0_noise_sigma
+        self.posterior_transitions = posterior_transitions
         D = hidden_size
 
         self.token_embed = nn.Embedding(vocab_size, D)
@@ -225,6 +267,8 @@ class GRAM(TaskNet):
         if noise in ("learned", "mean_only"):
             bounds = dict(init_std=init_sigma, min_std=min_sigma, max_std=max_sigma, max_mean=max_mu)
             self.prior = GaussianHead(D, D, noise_hidden, **bounds)
+            if prior_head == "mixing":
+                self.prior = MixingGaussianHead(Block(**block_kwargs), self.prior)
             self.posterior = GaussianHead(2 * D, D, noise_hidden, **bounds)
             self.target_embed = nn.Embedding(vocab_size, D)
             nn.init.trunc_normal_(self.target_embed.weight, std=1.0 / math.sqrt(D))
@@ -344,8 +388,11 @@ class GRAM(TaskNet):
         # Halt and value heads must not shape the core (paper App. A.1): they read a detached state.
         summary = h[:, 0].detach()  # (B, D)
         halt_logits = self.halt_head(summary).squeeze(-1).float()
-        value = torch.sigmoid(self.value_head(summary).squeeze(-1).float())
-        return halt_logits, value
+        return halt_logits, self.value_of(summary)
+
+    def value_of(self, summary: torch.Tensor) -> torch.Tensor:
+        """The value head (LPRM) on (..., D) summaries h[:, 0] -> (...) predicted accuracy in [0, 1]."""
+        return torch.sigmoid(self.value_head(summary).squeeze(-1).float())
 
     def supervision_step(
         self,
@@ -360,19 +407,26 @@ class GRAM(TaskNet):
     ) -> StepOutput:
         """T transitions from (h, l); gradients flow through the last one only (the rest run under no_grad).
 
-        The posterior is consulted at the last transition only, the one whose KL enters the loss; the
-        others draw from the prior (q = p there, so their KL is zero and the truncated loss is the exact
-        ELBO of this posterior). Sampling q at unpenalized transitions lets it pass the whole target
-        through them for free, leaving the prior nothing to learn (README, "The model", choice 1).
+        By default (posterior_transitions "last") the posterior is consulted at the last transition only, the
+        one whose KL enters the loss; the others draw from the prior (q = p there, so their KL is zero and the
+        truncated loss is the exact ELBO of this posterior). Sampling q at unpenalized transitions lets it pass
+        the whole target through them for free, leaving the prior nothing to learn (README, "The model",
+        choice 1); "all" does so, as the paper's Eq. 3 reads.
         """
+        early_source: NoiseSource = source if self.posterior_transitions == "all" else "prior"
+        untrained_kl = None
         with torch.no_grad():
             for t in range(self.T - 1):
-                h, l, _ = self.transition(h, l, input_embedding, "prior", None, test_sigma, derive(noise_keys, t))
+                h, l, early = self.transition(h, l, input_embedding, early_source, target_context, test_sigma,
+                                              derive(noise_keys, t))
+                if early is not None and early.posterior is not None:
+                    kl = early.posterior.kl(early.prior).mean(-1)  # (B,)
+                    untrained_kl = kl if untrained_kl is None else untrained_kl + kl
         h, l, noise, redo_with = self._transition(h, l, input_embedding, source, target_context, test_sigma,
                                                   derive(noise_keys, self.T - 1))
         logits = self.decode(h)
         if noise is None or noise.posterior is None:
-            return StepOutput(h, l, logits, *self.judge(h), noise)
+            return StepOutput(h, l, logits, *self.judge(h), noise, untrained_kl=untrained_kl)
         # The posterior sees the target, so its prediction is almost always right: heads trained on it learn
         # "always right, halt now" and rank prior samples no better than chance (README, "The model", choice 3).
         # They judge a prior draw at the same point instead, the kind of state they see at inference.
@@ -381,7 +435,7 @@ class GRAM(TaskNet):
         with torch.set_grad_enabled(prior_draw_grad and torch.is_grad_enabled()):
             judged_h, judged_l = redo_with(self.draw(noise.prior, derive(noise_keys, self.T)).detach().to(h.dtype))
             judged_logits = self.decode(judged_h)
-        return StepOutput(h, l, logits, *self.judge(judged_h), noise, judged_logits, judged_h, judged_l)
+        return StepOutput(h, l, logits, *self.judge(judged_h), noise, judged_logits, judged_h, judged_l, untrained_kl)
 
     @torch.no_grad()
     def rollout(

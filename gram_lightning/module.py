@@ -42,6 +42,8 @@ class GRAMModule(BaseModule):
         beta_start: KL weight at step 0, moved geometrically to `beta` over `beta_anneal_steps` (a high start keeps
             the posterior from passing the answer while the core learns to solve); None: `beta` throughout.
         beta_anneal_steps: Optimizer steps of that schedule; `beta` from then on.
+        kl_free_bits: Free bits (Kingma et al., 2016): nats of KL per latent position, averaged over the batch, that
+            cost nothing; each position's KL enters the loss as max(KL, kl_free_bits). 0: the plain KL.
         kl_balance: Dreamer KL balancing: share of the KL gradient that moves the prior.
         prior_ce_weight: Weight of a second reconstruction term, decoded from a prior draw at the last transition
             instead of the posterior's (the hybrid CVAE + GSNN objective of Sohn et al., 2015). It makes the core
@@ -56,6 +58,10 @@ class GRAMModule(BaseModule):
         loss: Reconstruction loss: "stablemax" (TRM, float64) or "softmax" cross-entropy.
         halt_loss_weight: Weight of the halt head's BCE on "the prediction is entirely right".
         value_loss_weight: Weight of the value head's (LPRM) squared error on token accuracy.
+        value_target: What the value head learns at each step of a training trajectory. "step": the token
+            accuracy of this step's judged prediction. "final": the trajectory's final reward (the paper's Eq. 5),
+            the judged accuracy at the step where the row halts, learned by every step of the trajectory once it
+            ends; the heads' inputs (the detached h[:, 0] of each step) wait in the ACT carry until then.
         act: Adaptive halting in training; off means every example runs exactly N_sup steps.
         halt_exploration_prob: Probability that an example gets a random minimum halt step in [2, N_sup].
         compile: torch.compile the supervision step (checkpoint keys are unchanged).
@@ -93,6 +99,7 @@ class GRAMModule(BaseModule):
         beta: float = 0.1,
         beta_start: float | None = None,
         beta_anneal_steps: int = 0,
+        kl_free_bits: float = 0.0,
         kl_reduction: Literal["mean", "sum"] = "mean",
         kl_balance: float = 0.8,
         prior_ce_weight: float = 0.0,
@@ -100,6 +107,7 @@ class GRAMModule(BaseModule):
         loss: Literal["stablemax", "softmax"] = "stablemax",
         halt_loss_weight: float = 0.5,
         value_loss_weight: float = 0.5,
+        value_target: Literal["step", "final"] = "step",
         act: bool = True,
         halt_exploration_prob: float = 0.1,
         compile: bool = False,
@@ -123,6 +131,8 @@ class GRAMModule(BaseModule):
             raise GramUserError(f"carry must be 'posterior' or 'prior_draw', got {carry!r}")
         if carry == "prior_draw" and net.noise_mode not in ("learned", "mean_only"):
             raise GramUserError("carry='prior_draw' needs a learned prior and posterior (net noise='learned' or 'mean_only')")
+        if value_target not in ("step", "final"):
+            raise GramUserError(f"value_target must be 'step' or 'final', got {value_target!r}")
         if test_noise_sigma > 0 and net.noise_mode != "none":
             raise GramUserError("test_noise_sigma (PTRM) applies to a deterministic net: set net noise='none'")
         self.save_hyperparameters(ignore=hyperparameters_to_ignore(GRAM_PER_RUN_ARGS))
@@ -134,8 +144,8 @@ class GRAMModule(BaseModule):
         # Every latent position holds a KL, so their sum is L_total times their mean.
         self.elbo = ELBOLoss(loss, beta, beta_start, beta_anneal_steps, net.total_len if kl_reduction == "sum" else 1,
                              kl_balance, net.noise_mode == "mean_only", prior_ce_weight, halt_loss_weight,
-                             value_loss_weight, net.out_len, net.total_len)
-        self.carry_kind = carry
+                             value_loss_weight, net.out_len, net.total_len, kl_free_bits)
+        self.carry_kind, self.value_target = carry, value_target
         self.act, self.halt_exploration_prob = act, halt_exploration_prob
         self.compile_step = compile
         self.halt_at_inference, self.test_noise_sigma = halt_at_inference, test_noise_sigma
@@ -228,7 +238,11 @@ class GRAMModule(BaseModule):
         context = self.net.embed_target(labels) if posterior else None
         out = self.step_fn(c.h, c.l, e, "posterior" if posterior else "prior", context,
                            prior_draw_grad=self.elbo.prior_ce_weight > 0)
-        terms = self.elbo.terms(out, c.batch["inputs"], labels, self.global_step, self.task)
+        halted = final_values = None
+        if self.value_target == "final":  # the rows that end here are known before the loss
+            halted = halt_decision(out.halt_logits, c.steps + 1, self.net.N_sup, self.act, self.halt_exploration_prob)
+            final_values = self._final_values(c, out, halted)
+        terms = self.elbo.terms(out, c.batch["inputs"], labels, self.global_step, self.task, final_values)
         skipped, skip_loss = self.skip_if_nonfinite(terms)
         if skipped:  # under "skip": no update, and every row starts a fresh example
             c.halted = torch.ones_like(c.halted)
@@ -237,7 +251,9 @@ class GRAMModule(BaseModule):
         with torch.no_grad():
             c.h, c.l = (t.detach() for t in out.next_state(self.carry_kind == "prior_draw"))
             c.steps = c.steps + 1
-            c.halted = halt_decision(out.halt_logits, c.steps, self.net.N_sup, self.act, self.halt_exploration_prob)
+            if halted is None:
+                halted = halt_decision(out.halt_logits, c.steps, self.net.N_sup, self.act, self.halt_exploration_prob)
+            c.halted = halted
             logs = {f"train/{k}": v.detach() for k, v in terms.items()}
             logs["train/halt_steps"] = c.steps[c.halted].float().mean() if c.halted.any() else c.steps.float().mean()
             logs.update(noise_stats(out))
@@ -246,6 +262,18 @@ class GRAMModule(BaseModule):
         if self.guard.mode == "skip":
             self.log("train/skipped_steps", float(self.skipped_steps))
         return terms["loss"]
+
+    def _final_values(self, c: Carry, out: StepOutput, halted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store this step's judged h[:, 0] in each row's trajectory; the value head's predictions (M,) at every
+        step of the trajectories that end now (`halted`), and their rows (M,), for `ELBOLoss.terms`."""
+        B, n = halted.shape[0], self.net.N_sup
+        summary = out.judged_state[:, 0].detach()  # (B, D)
+        if c.summaries is None or c.summaries.shape[:2] != (B, n):
+            c.summaries = summary.new_zeros(B, n, summary.shape[-1])
+        c.summaries[torch.arange(B, device=summary.device), c.steps.clamp(max=n - 1)] = summary
+        taken = torch.arange(n, device=summary.device)[None] <= c.steps[:, None]  # (B, n) the trajectory's steps
+        rows, steps = (taken & halted[:, None]).nonzero(as_tuple=True)
+        return self.net.value_of(c.summaries[rows, steps]), rows
 
     # ---- evaluation ----
 

@@ -1,6 +1,7 @@
 """The `gram` command end to end: configs parse, fit -> test -> predict from a checkpoint, resume, errors."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -82,6 +83,20 @@ def test_every_baseline_overlay_applies_to_a_task_config(overlay, tmp_path):
     assert cli.trainer.logger.version == overlay.stem  # each baseline logs under its own name
     assert_shared_defaults(cli.config, cli.trainer, "nqueens8")
     assert cli.model.net.seq_len == 64
+
+
+LEVERS = re.findall(r"^\s+\[(\w+)\]=\"([^\"]+)\"", (ROOT / "benchmarks" / "nqueens_levers.sh").read_text(), re.M)
+
+
+@pytest.mark.parametrize("lever,args", LEVERS, ids=[name for name, _ in LEVERS])
+def test_every_nqueens_lever_parses_on_the_cpu_config(lever, args, tmp_path):
+    cli = build_cli(["--config", str(ROOT / "experiments" / "nqueens8_cpu.yaml"), *args.split(),
+                     "--data.init_args.cache_dir", str(tmp_path)])
+    key, value = args.split()[-2:]
+    parsed = cli.config["model"]["init_args"]
+    for part in key.removeprefix("--model.").split("."):
+        parsed = parsed[part]
+    assert str(parsed) == value, lever
 
 
 def test_fit_then_test_and_predict_from_checkpoint(tmp_path):

@@ -184,3 +184,99 @@ def test_summed_kl_weighs_every_latent_position():
     assert (summed["loss"] - mean["loss"]).item() == pytest.approx(0.5 * (net.total_len - 1) * mean["kl"].item(), rel=1e-5)
     with pytest.raises(ValueError, match="kl_reduction"):
         GRAMModule(net, kl_reduction="total")
+
+
+# ---- training levers: posterior at every transition, free bits, a mixing prior, the final-reward value head ----
+
+
+def _posterior_step(net, batch, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    return net.supervision_step(*net.initial_state(4), net.embed_input(batch["inputs"]), "posterior",
+                                net.embed_target(batch["labels"]), **kwargs)
+
+
+BATCH = {"inputs": torch.ones(4, 16, dtype=torch.long), "labels": torch.full((4, 16), 2)}
+
+
+def test_posterior_at_every_transition_samples_the_whole_step_from_q():
+    torch.manual_seed(1)
+    net = tiny_net(T=3, posterior_transitions="all")
+    torch.nn.init.normal_(net.posterior.out.weight, std=0.3)  # q starts equal to p: make them differ
+    out = _posterior_step(net, BATCH)
+    # By hand: all three transitions draw from q.
+    torch.manual_seed(0)
+    h, l = net.initial_state(4)
+    e, context = net.embed_input(BATCH["inputs"]), net.embed_target(BATCH["labels"])
+    kls = []
+    for _ in range(3):
+        h, l, noise = net.transition(h, l, e, "posterior", context)
+        kls.append(noise.posterior.kl(noise.prior).mean(-1))
+    assert torch.allclose(out.h, h, atol=1e-5)
+    assert torch.allclose(out.untrained_kl, kls[0] + kls[1], atol=1e-5) and (out.untrained_kl > 0).all()
+    net.posterior_transitions = "last"  # the same weights, q at the last transition only
+    last = _posterior_step(net, BATCH)
+    assert last.untrained_kl is None and not torch.allclose(last.h, out.h)
+    trainer = _fit(GRAMModule(tiny_net(posterior_transitions="all"), warmup_steps=1))
+    assert torch.isfinite(trainer.callback_metrics["train/kl_untrained"])
+    with pytest.raises(ValueError, match="posterior_transitions"):
+        tiny_net(posterior_transitions="first")
+
+
+def test_free_bits_floor_each_positions_kl_and_stop_its_gradient_below():
+    torch.manual_seed(1)
+    net = tiny_net()
+    torch.nn.init.normal_(net.posterior.out.weight, std=0.3)
+    out = _posterior_step(net, BATCH)
+    per_position = out.noise.posterior.kl(out.noise.prior).mean(0).detach()  # the balanced KL's value is the KL
+    floor = float(per_position.median())
+    plain, floored = (_loss_terms(GRAMModule(net, beta=0.5, kl_free_bits=f), out, BATCH["inputs"], BATCH["labels"])
+                      for f in (0.0, floor))
+    assert floored["kl"] == plain["kl"]  # logged unfloored
+    expected = 0.5 * (per_position.clamp(min=floor).mean() - per_position.mean())
+    assert (floored["loss"] - plain["loss"]).item() == pytest.approx(expected.item(), rel=1e-4)
+    # A floor above every position's KL leaves the prior without a gradient from the KL.
+    terms = _loss_terms(GRAMModule(net, beta=0.5, kl_free_bits=1e6), out, BATCH["inputs"], BATCH["labels"])
+    terms["loss"].backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in net.prior.parameters())
+    with pytest.raises(ValueError, match="kl_free_bits"):
+        GRAMModule(tiny_net(), kl_free_bits=-1.0)
+
+
+@pytest.mark.parametrize("prior_head", ["mlp", "mixing"])
+def test_mixing_prior_lets_one_positions_noise_depend_on_the_others(prior_head):
+    torch.manual_seed(0)
+    net = tiny_net(prior_head=prior_head)
+    head = net.prior.head if prior_head == "mixing" else net.prior
+    torch.nn.init.normal_(head.out.weight, std=0.3)
+    u = torch.randn(1, net.total_len, 32)
+    moved = u.clone()
+    moved[0, 0] += 1.0  # change position 0 only
+    changed = (net.prior(u).mean - net.prior(moved).mean)[0].abs().sum(-1)  # (L_total,)
+    assert changed[0] > 0
+    assert (changed[1:].max() > 1e-4) == (prior_head == "mixing")
+    trainer = _fit(GRAMModule(tiny_net(prior_head=prior_head), warmup_steps=1))
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to .self.log")  # a training_step called without a Trainer
+def test_final_reward_value_head_learns_the_trajectorys_last_accuracy_at_every_step():
+    module = GRAMModule(tiny_net(N_sup=3), act=False, value_target="final")
+    outputs, losses = [], []
+    module.net.supervision_step = _recording(module.net.supervision_step, outputs)
+    module.elbo.terms = _recording(module.elbo.terms, losses)
+    torch.manual_seed(0)
+    for step in range(3):
+        module.training_step(BATCH, step)
+        if step < 2:  # no trajectory has ended: no value target yet
+            assert losses[-1]["value_loss"] == 0
+    final_acc, _ = module.elbo.judged_outcome(outputs[-1], BATCH["inputs"], BATCH["labels"], module.task)
+    summaries = torch.stack([out.judged_state[:, 0] for out in outputs], 1)  # (4, 3, D)
+    expected = (module.net.value_of(summaries) - final_acc[:, None]).pow(2).mean()
+    assert losses[-1]["value_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert module.carry.halted.all()
+    state = module.carry.state()
+    assert torch.equal(type(module.carry).from_state(state, torch.device("cpu")).summaries, module.carry.summaries)
+    trainer = _fit(GRAMModule(tiny_net(), warmup_steps=1, value_target="final"), max_steps=6)
+    assert torch.isfinite(trainer.callback_metrics["train/value_loss"])
+    with pytest.raises(ValueError, match="value_target"):
+        GRAMModule(tiny_net(), value_target="trajectory")

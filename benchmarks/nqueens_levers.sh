@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# GRAM's training levers on N-Queens 8x8 (CPU size, orbit split), each against the same baseline: the recipe of
+# benchmarks/cpu_comparison.sh (KL summed, beta 0.07, sigma at most 0.3) with one option changed, over 3 seeds,
+# two runs at a time with one thread each. Each run logs to logs/nqueens8_cpu/<lever>_s<seed> (validation every
+# 250 steps at N=20) and ends with its scaling table on the whole test split; compare them with
+#   python benchmarks/seed_curves.py logs/nqueens8_cpu --metrics val/sample_acc val/coverage val/sample_queen_conflicts_per_input
+#
+#   bash benchmarks/nqueens_levers.sh                        # every lever, seeds 0 1 2, 1,500 steps
+#   SEEDS=0 NQUEENS_STEPS=1000 bash benchmarks/nqueens_levers.sh free_bits mixing_prior
+#
+# The baseline itself is cpu_comparison.sh's gram_s<seed>.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SEEDS=${SEEDS:-"0 1 2"}
+PARALLEL=${PARALLEL:-2}
+declare -A LEVERS=(
+    [posterior_all]="--model.net.init_args.posterior_transitions all"  # q at every transition (Eq. 3)
+    [free_bits]="--model.kl_free_bits 0.05"  # nats per latent position
+    [beta_warm]="--model.beta_start 0.007 --model.beta_anneal_steps 750"  # the KL weight rises 10x to 0.07
+    [mixing_prior]="--model.net.init_args.prior_head mixing"  # an attention block in the prior
+    [final_value]="--model.value_target final"  # the LPRM learns the trajectory's final reward (Eq. 5)
+    [sigma_wide]="--model.net.init_args.max_sigma 1.0"  # the config's sigma bound instead of 0.3
+)
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=(posterior_all free_bits beta_warm mixing_prior final_value sigma_wide)
+for name in "${names[@]}"; do
+    [ -n "${LEVERS[$name]+x}" ] || { echo "unknown lever '$name' (${!LEVERS[*]})" >&2; exit 2; }
+done
+for seed in $SEEDS; do for name in "${names[@]}"; do echo "$name $seed"; done; done \
+    | while read -r name seed; do echo "$name ${LEVERS[$name]// /@} $seed"; done \
+    | xargs -P "$PARALLEL" -L 1 bash -c 'RUN_NAME=$0 EXTRA_ARGS="${1//@/ }" bash benchmarks/cpu_comparison.sh run nqueens8 gram "$2"'
