@@ -37,6 +37,7 @@ PARALLEL=${PARALLEL:-2}
 NQUEENS_SPLIT=${NQUEENS_SPLIT:-orbit}  # orbit, or paper (runs named <model>_paper_s<seed>)
 EXTRA_ARGS=${EXTRA_ARGS:-}  # more `gram fit` arguments for every run
 RUN_NAME=${RUN_NAME:-}  # runs named <RUN_NAME>_s<seed> instead of <model>_s<seed>
+EVALUATE=${EVALUATE:-1}  # 0: no scaling / generation table at the end (the validation curves only)
 TASKS="nqueens8 coloring8 sudoku4gen"
 
 run() {  # run <task> <model> <seed>: one training run, then its scaling (or generation) table
@@ -80,7 +81,9 @@ run() {  # run <task> <model> <seed>: one training run, then its scaling (or gen
         "${limit[@]}" --trainer.enable_progress_bar false --model.val_num_samples "$val_n" \
         --trainer.logger.init_args.name "$log" --trainer.logger.init_args.version "$version" > "$run_dir.log" 2>&1 \
         || { echo "[$(date +%T)] FAILED $run_dir: see $run_dir.log"; return 1; }
-    if [ "$task" = sudoku4gen ]; then
+    if [ "$EVALUATE" = 0 ]; then
+        :
+    elif [ "$task" = sudoku4gen ]; then
         # shellcheck disable=SC2086
         OMP_NUM_THREADS=1 "$BIN/python" benchmarks/generation.py --config "$run_dir/config.yaml" \
             --ckpt_path "$run_dir/checkpoints/last.ckpt" --steps $depths --repeats 4 >> "$run_dir.log" 2>&1

@@ -6,7 +6,7 @@
 #   python benchmarks/seed_curves.py logs/nqueens8_cpu --metrics val/sample_acc val/coverage val/sample_queen_conflicts_per_input
 #
 #   bash benchmarks/nqueens_levers.sh                        # every lever, seeds 0 1 2, 1,500 steps
-#   SEEDS=0 NQUEENS_STEPS=1000 bash benchmarks/nqueens_levers.sh free_bits mixing_prior
+#   SEEDS=0 NQUEENS_STEPS=1000 EVALUATE=0 bash benchmarks/nqueens_levers.sh free_bits mixing_prior   # a quick screen
 #
 # The baseline itself is cpu_comparison.sh's gram_s<seed>.
 set -euo pipefail
