@@ -67,7 +67,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--workers", type=int, default=1, help="trials run at a time by this command (default 1)")
     parser.add_argument("--storage", metavar="URL",
                         help="the study's RDB storage (default sqlite:///<save_dir>/<name>/study.db); a shared "
-                             "postgresql:// or mysql:// URL lets workers on several machines join one study")
+                             "postgresql+psycopg2:// or mysql+pymysql:// URL lets workers on several machines join one study")
     parser.add_argument("--n_trials", type=int, help="trials in the study (replaces the sweep file's)")
     parser.add_argument("--report", metavar="FOLDER",
                         help="write trials.csv and trials.png for a sweep's folder (or its sweep file), or for any "

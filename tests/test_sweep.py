@@ -205,6 +205,38 @@ def test_two_workers_on_one_sqlite_study_run_distinct_trials(tmp_path):
         assert len(list((tmp_path / "logs" / "shared" / f"trial_{trial.number}").glob("events.*"))) == 1
 
 
+@pytest.fixture
+def postgres_url(tmp_path):
+    """A PostgreSQL server of its own (the `pgserver` wheel), as a `--storage` URL through psycopg2."""
+    pgserver = pytest.importorskip("pgserver")
+    pytest.importorskip("psycopg2")
+    server = pgserver.get_server(tmp_path / "pgdata", cleanup_mode="stop")
+    yield server.get_uri().replace("postgresql://", "postgresql+psycopg2://", 1)
+    server.cleanup()
+
+
+@pytest.mark.slow  # a database server and four gram fit processes
+def test_two_commands_share_one_study_on_a_postgresql_server(tmp_path, postgres_url):
+    # The multi-machine form: every worker runs the same command against one server (here two on one host).
+    path = sweep_file(tmp_path, "server", sampler="grid", params={"model.beta": [0.3, 1.0, 2.0, 3.0]})
+    command = sweep_command(tmp_path, path, "--storage", postgres_url)
+    workers = [subprocess.Popen(command, cwd=tmp_path, env=environment(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    assert all(w.returncode == 0 for w in workers), [err[-2000:] for _, err in outputs]
+    study = optuna.load_study(study_name="server", storage=postgres_url)
+    assert set(states(study)) == {"COMPLETE"}
+    assert {t.params["model.beta"] for t in study.trials} == {0.3, 1.0, 2.0, 3.0}  # the whole grid
+    assert len({t.user_attrs["worker"]["pid"] for t in study.trials}) == 2  # both commands ran trials
+    assert all(len(t.intermediate_values) >= 1 for t in study.trials)  # each trial reported to the server
+    report = subprocess.run([sys.executable, "-m", "gram_lightning.cli", "sweep", "--report",
+                             str(tmp_path / "logs" / "server"), "--storage", postgres_url],
+                            cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=600)
+    assert report.returncode == 0, report.stderr[-2000:]
+    rows = list(csv.DictReader((tmp_path / "logs" / "server" / "trials.csv").open()))
+    assert len(rows) == len(study.trials) and all(row["state"] == "COMPLETE" for row in rows)
+
+
 @pytest.mark.slow  # several gram fit processes: tens of seconds
 def test_pruning_stops_a_trial_behind_the_others(tmp_path):
     name = "pruned"
