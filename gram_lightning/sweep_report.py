@@ -273,7 +273,9 @@ def plot(runs: list[Run], params: list[str], metric: str, path: Path) -> None:
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values if v is not None)
         if numeric:
             scatter(ax, lambda run: run.params.get(key), [run for run in runs if run.params.get(key) is not None])
-            if key in runs[0].log_params:
+            positive = [v for v in values if v is not None and v > 0]
+            # A log range, or listed values spanning orders of magnitude (a grid of betas), reads on a log axis.
+            if key in runs[0].log_params or (len(positive) == len(values) and max(positive) >= 20 * min(positive)):
                 ax.set_xscale("log")
         else:
             labels = list(dict.fromkeys(_cell(v) for v in values))
