@@ -61,16 +61,9 @@ def is_valid_nqueens(preds: torch.Tensor, n: int) -> torch.Tensor:
     boards = preds.reshape(-1, length)
     queens = boards == QUEEN_TOKEN  # (B, L)
     known_tokens = (queens | (boards == EMPTY_TOKEN)).all(1)
-    grid = queens.view(-1, n, n)
-    # One per row and one per column: n queens, each row and column used once.
-    lines = (grid.sum(2) == 1).all(1) & (grid.sum(1) == 1).all(1)
-    index = torch.arange(n, device=preds.device)
-    row, col = index.repeat_interleave(n), index.repeat(n)  # (L,) row and column of each cell
-    diagonals = torch.zeros(len(boards), 2 * (2 * n - 1), dtype=torch.long, device=preds.device)
-    # Cell -> its diagonal (r - c, slots 0..2n-2) and its anti-diagonal (r + c, slots 2n-1..4n-3).
-    slot = torch.cat([row - col + n - 1, row + col + 2 * n - 1])  # (2L,)
-    diagonals.scatter_add_(1, slot.expand(len(boards), -1), queens.long().repeat(1, 2))
-    valid = known_tokens & lines & (diagonals <= 1).all(1)
+    counts = _line_counts(queens, n)  # (B, 6n - 2)
+    # One per row and one per column (n queens, each row and column used once), at most one per diagonal.
+    valid = known_tokens & (counts[:, : 2 * n] == 1).all(1) & (counts[:, 2 * n :] <= 1).all(1)
     return valid.view(lead)
 
 
@@ -100,18 +93,23 @@ def queen_conflicts(inputs: torch.Tensor, preds: torch.Tensor, n: int | None = N
         raise ValueError(f"a {n}x{n} board has {n * n} cells, got boards of {preds.shape[-1]} tokens")
     lead = preds.shape[:-1]
     boards, givens = preds.reshape(-1, n * n), inputs.reshape(-1, n * n)
-    queens = (boards == QUEEN_TOKEN).long()  # (B, L)
-    index = torch.arange(n, device=preds.device)
-    row, col = index.repeat_interleave(n), index.repeat(n)  # (L,) row and column of each cell
-    # Cell -> its row (slots 0..n-1), column (n..2n-1), diagonal r - c and anti-diagonal r + c (2n-1 slots each).
-    slot = torch.cat([row, col + n, row - col + 3 * n - 1, row + col + 4 * n - 1])  # (4L,)
-    lines = torch.zeros(len(boards), 6 * n - 2, dtype=torch.long, device=preds.device)
-    lines.scatter_add_(1, slot.expand(len(boards), -1), queens.repeat(1, 4))
+    queens = boards == QUEEN_TOKEN  # (B, L)
+    lines = _line_counts(queens, n)
     attacking_pairs = (lines * (lines - 1) // 2).sum(1)
     missing = (n - queens.sum(1)).clamp(min=0)
     dropped = ((givens == QUEEN_TOKEN) & (boards != QUEEN_TOKEN)).sum(1)
     unknown = ((boards != QUEEN_TOKEN) & (boards != EMPTY_TOKEN)).sum(1)
     return (attacking_pairs + missing + dropped + unknown).view(lead)
+
+
+def _line_counts(queens: torch.Tensor, n: int) -> torch.Tensor:
+    """(B, n * n) bool queens -> (B, 6n - 2) long: the queens on each row (slots 0..n-1), column (n..2n-1),
+    diagonal r - c (2n..4n-2) and anti-diagonal r + c (4n-1..6n-3)."""
+    index = torch.arange(n, device=queens.device)
+    row, col = index.repeat_interleave(n), index.repeat(n)  # (L,) row and column of each cell
+    slot = torch.cat([row, col + n, row - col + 3 * n - 1, row + col + 4 * n - 1])  # (4L,)
+    counts = torch.zeros(len(queens), 6 * n - 2, dtype=torch.long, device=queens.device)
+    return counts.scatter_add_(1, slot.expand(len(queens), -1), queens.long().repeat(1, 4))
 
 
 def _side_of(length: int) -> int:
