@@ -22,8 +22,7 @@
 # task (sudoku4gen) is measured by benchmarks/generation.py instead (validity and distinct boards, 4 x 144 samples).
 # Summarise the seeds with benchmarks/seed_curves.py. N-Queens uses the orbit split, GRAM with the KL read as summed
 # over the latent (weight 4.5 on the ELBO scale) and sigma bounded at 0.3, the recipe that learns on this budget
-# (benchmarks/RESULTS.md); graph coloring uses its config as shipped, unconditional Sudoku GRAM with the KL summed
-# (weight 0.8 on the ELBO scale; the config's per-position reading produces no valid board at this budget).
+# (benchmarks/RESULTS.md); graph coloring and unconditional Sudoku use their configs as shipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -57,7 +56,6 @@ run() {  # run <task> <model> <seed>: one training run, then its scaling (or gen
             [ "$NQUEENS_SPLIT" = orbit ] || name="${model}_$NQUEENS_SPLIT" ;;
         coloring8) config=graph_coloring8_cpu; steps=$COLORING_STEPS; depths="4 8" ;;
         sudoku4gen) config=sudoku4_uncond_cpu; steps=$SUDOKU_STEPS; depths="4 16"
-            [ "$model" = gram ] && extra+=(--model.kl_reduction sum)  # the shipped per-position KL gives no valid board
             val_n=1 ;;  # one board per blank input: a vote would pick the most common board
     esac
     [ "$model" = ar ] && depths="1"
