@@ -7,6 +7,11 @@ Runs are the version folders under the given log folder; a folder named `<model>
 `<model>` (any other name is a model of its own). For each model it prints, at every validation step that all of
 its seeds reached, each metric's mean and [min, max] over the seeds, then the same for the rows of each run's
 `scaling/scaling.csv` (benchmarks/scaling.py). Writes curves.json and scaling.json into --out.
+
+Each validation row also gives the training examples drawn by then (`train/examples`, mean over seeds): GRAM keeps
+an example in its carry for up to N_sup steps where AR and MDLM draw a fresh batch every step, so models compare by
+data seen as well as by steps. For runs logged without that counter, `--examples_per_step gram=32 ar=128` gives a
+model's examples per step (GRAM or TRM without early halting: batch / N_sup).
 """
 
 from __future__ import annotations
@@ -44,6 +49,25 @@ def scalars(run: Path, tags: list[str]) -> dict[str, dict[int, float]]:
     return out
 
 
+EXAMPLES = "train/examples"
+
+
+def examples_at(logged: dict[int, float], step: int) -> float | None:
+    """The examples counter at `step`: its last logged value at or before that step."""
+    before = [s for s in logged if s <= step]
+    return logged[max(before)] if before else None
+
+
+def per_step_rates(pairs: list[str]) -> dict[str, int]:
+    rates = {}
+    for pair in pairs:
+        model, _, rate = pair.partition("=")
+        if not rate.isdigit():
+            raise SystemExit(f"seed_curves: --examples_per_step takes MODEL=N (e.g. gram=32), got {pair!r}")
+        rates[model] = int(rate)
+    return rates
+
+
 def summary(values: list[float]) -> dict[str, float]:
     return {"mean": statistics.fmean(values), "min": min(values), "max": max(values), "seeds": len(values)}
 
@@ -64,7 +88,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("logdir", type=Path, help="a logger folder: logs/<name> with one version folder per run")
     parser.add_argument("--metrics", nargs="+", default=["val/sample_acc", "val/exact_acc", "val/pass_at_n", "val/coverage"])
     parser.add_argument("--out", type=Path, default=None, help="folder for curves.json and scaling.json")
+    parser.add_argument("--examples_per_step", nargs="+", default=[], metavar="MODEL=N",
+                        help="examples per training step of a model whose runs did not log train/examples")
     args = parser.parse_args(argv)
+    rates = per_step_rates(args.examples_per_step)
     runs = sorted(p for p in args.logdir.iterdir() if p.is_dir() and any(p.glob("events.out.tfevents.*")))
     if not runs:
         raise SystemExit(f"seed_curves: no runs with TensorBoard events under {args.logdir}")
@@ -75,11 +102,17 @@ def main(argv: list[str] | None = None) -> None:
 
     curves: dict[str, dict] = {}
     for model, model_runs in sorted(by_model.items()):
-        per_run = [scalars(run, args.metrics) for run in model_runs]
+        per_run = [scalars(run, [*args.metrics, EXAMPLES]) for run in model_runs]
         steps = sorted(set.intersection(*(set(r.get(args.metrics[0], {})) for r in per_run)))
         rows = []
         for step in steps:
             row: dict = {"step": step}
+            if model in rates:  # validation logs at global step - 1: `step + 1` training steps have run
+                row["examples"] = summary([float((step + 1) * rates[model])])
+            elif all(r.get(EXAMPLES) for r in per_run):
+                seen = [examples_at(r[EXAMPLES], step) for r in per_run]
+                if None not in seen:
+                    row["examples"] = summary(seen)
             for tag in args.metrics:
                 values = [r[tag][step] for r in per_run if step in r.get(tag, {})]
                 if len(values) == len(per_run):
@@ -87,8 +120,9 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(row)
         curves[model] = {"runs": [r.name for r in model_runs], "curve": rows}
         print_table(f"{model}: validation, mean (min to max) over {len(model_runs)} seeds ({', '.join(r.name for r in model_runs)})",
-                    [{"step": r["step"], **{t: fmt(r[t], is_rate(t)) if t in r else "-" for t in args.metrics}} for r in rows],
-                    ["step", *args.metrics])
+                    [{"step": r["step"], "examples": f"{r['examples']['mean']:,.0f}" if "examples" in r else "-",
+                      **{t: fmt(r[t], is_rate(t)) if t in r else "-" for t in args.metrics}} for r in rows],
+                    ["step", "examples", *args.metrics])
 
     scaling: dict[str, list[dict]] = {}
     for model, model_runs in sorted(by_model.items()):

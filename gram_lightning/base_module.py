@@ -37,6 +37,8 @@ INFERENCE_ARGS = ("num_samples", "num_steps", "selection", "inference_seed")
 PER_RUN_ARGS = (*INFERENCE_ARGS, "nonfinite")
 # The checkpoint entry of the training state beyond weights and optimizer: RNG, skipped-step count (and GRAM's carry).
 TRAINING_STATE_KEY = "gram_training_state"
+# The training examples a fit has drawn so far, over all DDP ranks (the same on every rank, so saved by any run).
+EXAMPLES_SEEN_KEY = "gram_examples_seen"
 # The task's own metrics (`Task.generation_metrics`, `Task.voting_metrics`), logged beside SolveMetrics.
 TASK_METRIC_KINDS = ("generation", "voting")
 
@@ -121,6 +123,9 @@ class BaseModule(L.LightningModule):
         self.num_samples, self.num_steps, self.selection = num_samples, num_steps, selection
         self.inference_seed = inference_seed
         self.guard = NonFiniteGuard(nonfinite)
+        # Training examples drawn so far, summed over DDP ranks (`train/examples`): a 0-dim tensor, so that counting
+        # never waits for the device.
+        self.examples_seen = torch.zeros((), dtype=torch.long)
         self._resumed_state: dict[str, Any] | None = None  # TRAINING_STATE_KEY of the checkpoint a fit resumes
         # Set by the `gram` CLI once it has checked the --ckpt_path checkpoint itself (before any log folder is made):
         # the load that follows then skips the same shape and NaN scan.
@@ -191,6 +196,7 @@ class BaseModule(L.LightningModule):
         return self.task_metrics[kind, stage]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.examples_seen = torch.tensor(int(checkpoint.get(EXAMPLES_SEEN_KEY, 0)), dtype=torch.long)
         # Lightning restores the weights before the DataModule's state. The DataModule's check that the
         # checkpoint fits its data (ARC's per-task embeddings) runs first here, so that a test on other tasks
         # stops with that message rather than with torch's size mismatch of the embedding table.
@@ -269,6 +275,24 @@ class BaseModule(L.LightningModule):
         """Training steps dropped for a non-finite loss or gradient (nonfinite="skip")."""
         return self.guard.skipped_steps
 
+    # ---- the examples a fit has drawn ----
+
+    def fresh_examples(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """How many new training examples this step starts on this rank (a 0-dim long tensor): every row of the
+        batch by default; GRAM, whose rows keep an example for up to N_sup steps, counts the rows it refills."""
+        return torch.tensor(batch["inputs"].shape[0], dtype=torch.long, device=batch["inputs"].device)
+
+    def on_train_batch_start(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        # Logged as train/examples: the x axis on which models whose step costs differ (GRAM's carry, AR's single
+        # pass) compare by the data they have seen rather than by their steps.
+        fresh = self.fresh_examples(batch)
+        trainer = self._attached_trainer()
+        if trainer is not None and trainer.world_size > 1:
+            fresh = trainer.strategy.reduce(fresh, reduce_op="sum")
+        self.examples_seen = self.examples_seen.to(fresh.device) + fresh
+        if trainer is not None:
+            self.log("train/examples", self.examples_seen.float())
+
     # ---- the training RNG and its state in checkpoints ----
 
     def _rank_seed(self, base: int) -> int:
@@ -284,6 +308,7 @@ class BaseModule(L.LightningModule):
             self.restore_training_state(state)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[EXAMPLES_SEEN_KEY] = int(self.examples_seen)
         # Per-process state: under DDP rank 0's would be wrong for every other rank.
         trainer = self._attached_trainer()
         if trainer is None or trainer.world_size > 1 or trainer.state.fn != TrainerFn.FITTING:

@@ -223,6 +223,13 @@ class GRAMModule(BaseModule):
 
     # ---- training ----
 
+    def fresh_examples(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        # The rows `_refresh_carry` is about to refill: those that halted at the last step, or all on a new carry.
+        B = batch["inputs"].shape[0]
+        if self.carry is None or self.carry.steps.shape[0] != B:
+            return torch.tensor(B, dtype=torch.long, device=batch["inputs"].device)
+        return self.carry.halted.sum()
+
     def _refresh_carry(self, batch: dict[str, torch.Tensor]) -> Carry:
         """The carry with the rows that halted at the last step on the examples of `batch` (TRM's ACT)."""
         if self.carry is None or self.carry.steps.shape[0] != batch["inputs"].shape[0]:

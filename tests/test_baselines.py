@@ -108,6 +108,14 @@ def test_n_samples_of_one_input_differ_and_are_keyed_by_input(make):
     assert torch.equal(module.sample(b, 4, selection="vote").preds, samples.preds[:, :4])
 
 
+@pytest.mark.parametrize("make", [ar_module, mdlm_module])
+def test_baseline_examples_are_its_batches(make):
+    module = make(warmup_steps=1).train()
+    for step in range(3):
+        module.on_train_batch_start(batch(4), step)
+    assert int(module.examples_seen) == 12
+
+
 def test_mdlm_depth_defaults_to_sampling_steps_then_one_step_per_output_token():
     assert mdlm_module().default_depth == 7
     module = mdlm_module(sampling_steps=3)

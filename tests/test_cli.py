@@ -146,6 +146,7 @@ def test_resume_continues_with_same_step_and_ema_state(tmp_path):
         def on_train_start(self, trainer, pl_module):
             ema = next(cb for cb in trainer.callbacks if type(cb).__name__ == "RampedEMA")
             seen["step"] = trainer.global_step
+            seen["examples"] = int(pl_module.examples_seen)
             seen["ema"] = {k: v.clone() for k, v in ema._average_model.module.state_dict().items()}
             seen["current"] = {k: v.clone() for k, v in pl_module.state_dict().items()}
 
@@ -153,6 +154,7 @@ def test_resume_continues_with_same_step_and_ema_state(tmp_path):
     second.trainer.callbacks.append(RecordResumeState())
     second.trainer.fit(second.model, second.datamodule, ckpt_path=str(ckpt_path))
     assert seen["step"] == 4 and second.trainer.global_step == 8
+    assert seen["examples"] == saved["gram_examples_seen"] == int(first.model.examples_seen) > 0
     for key, value in saved["state_dict"].items():  # the checkpoint's state_dict holds the EMA weights
         torch.testing.assert_close(seen["ema"][key], value)
     for key, value in saved["current_model_state"].items():
@@ -192,10 +194,13 @@ def test_ddp_two_cpu_processes_draw_different_noise(tmp_path):
     out = tmp_path / "noise.json"
     result = run_gram(
         "fit", *tiny_args(tmp_path, "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_steps", "2",
-                          "--trainer.callbacks+=ddp_probe.RecordRankNoise",
+                          "--model.act", "false", "--trainer.callbacks+=ddp_probe.RecordRankNoise",
                           f"--trainer.callbacks.init_args.path={out}"),
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     noise = json.loads(out.read_text())
     assert len(noise) == 2 and noise[0] != noise[1]
+    # Without ACT each row keeps its example for N_sup = 2 steps: 2 steps drew one batch of 8 on each rank.
+    saved = torch.load(tmp_path / "logs" / "demo" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["gram_examples_seen"] == 2 * 8

@@ -35,6 +35,13 @@ def test_act_replaces_only_halted_rows():
     assert torch.equal(carry.h[0], h0) and torch.equal(carry.h[1], h0 + 1.0)  # fresh rows restart from z0
 
 
+def test_examples_count_the_rows_refilled_not_the_steps():
+    # Without ACT each row keeps its example for N_sup = 3 steps: 7 steps of 8 rows draw 8 x ceil(7 / 3) examples.
+    module = GRAMModule(tiny_net(N_sup=3), act=False, warmup_steps=1)
+    trainer = _fit(module, max_steps=7, val_check_interval=None, limit_val_batches=0, log_every_n_steps=1)
+    assert int(module.examples_seen) == 24 and trainer.callback_metrics["train/examples"] == 24
+
+
 def test_halting_without_act_is_the_step_limit():
     logits = torch.tensor([10.0, 10.0, -10.0])
     assert halt_decision(logits, torch.tensor([1, 3, 3]), 3, act=False, exploration_prob=0.1).tolist() == [False, True, True]

@@ -1,0 +1,47 @@
+"""benchmarks/seed_curves.py: seeds grouped by folder name, their validation curves with the examples drawn."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from torch.utils.tensorboard import SummaryWriter
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "seed_curves.py"
+
+
+def seed_curves():
+    spec = importlib.util.spec_from_file_location("seed_curves", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_run(folder: Path, acc: dict[int, float], examples: dict[int, float] | None = None) -> None:
+    writer = SummaryWriter(str(folder))
+    for step, value in acc.items():
+        writer.add_scalar("val/sample_acc", value, step)
+    for step, value in (examples or {}).items():
+        writer.add_scalar("train/examples", value, step)
+    writer.close()
+
+
+def test_curves_average_seeds_and_carry_the_examples_drawn(tmp_path):
+    # Two GRAM seeds that log the counter (one more often than validation), and an AR run that does not.
+    write_run(tmp_path / "gram_s0", {249: 0.1, 499: 0.3}, {224: 7000, 249: 8000, 499: 16000})
+    write_run(tmp_path / "gram_s1", {249: 0.2, 499: 0.5}, {249: 8100, 474: 15000})
+    write_run(tmp_path / "ar_s0", {515: 0.4})
+    seed_curves().main([str(tmp_path), "--metrics", "val/sample_acc", "--examples_per_step", "ar=128",
+                        "--out", str(tmp_path / "out")])
+    curves = json.loads((tmp_path / "out" / "curves.json").read_text())
+    gram = curves["gram"]["curve"]
+    assert [row["step"] for row in gram] == [249, 499]
+    assert gram[1]["val/sample_acc"]["mean"] == pytest.approx(0.4) and gram[1]["val/sample_acc"]["seeds"] == 2
+    assert gram[0]["examples"]["mean"] == pytest.approx(8050)
+    assert gram[1]["examples"]["mean"] == pytest.approx((16000 + 15000) / 2)  # the last value logged by then
+    assert curves["ar"]["curve"][0]["examples"]["mean"] == 516 * 128
+
+
+def test_a_malformed_rate_is_one_line(tmp_path):
+    write_run(tmp_path / "ar_s0", {515: 0.4})
+    with pytest.raises(SystemExit, match="MODEL=N"):
+        seed_curves().main([str(tmp_path), "--examples_per_step", "ar:128"])
