@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GRAM's training levers on N-Queens 8x8 (CPU size, orbit split), each against the same baseline: the recipe of
-# benchmarks/cpu_comparison.sh (KL summed, beta 0.07, sigma at most 0.3) with one option changed, over 3 seeds,
+# experiments/nqueens8_cpu.yaml (KL summed, beta 0.07, sigma at most 0.3) with one option changed, over 3 seeds,
 # two runs at a time with one thread each. Each run logs to logs/nqueens8_cpu/<lever>_s<seed> (validation every
 # 250 steps at N=20) and ends with its scaling table on the whole test split; compare them with
 #   python benchmarks/seed_curves.py logs/nqueens8_cpu --metrics val/sample_acc val/coverage val/sample_queen_conflicts_per_input
@@ -19,7 +19,7 @@ declare -A LEVERS=(
     [beta_warm]="--model.beta_start 0.007 --model.beta_anneal_steps 750"  # the KL weight rises 10x to 0.07
     [mixing_prior]="--model.net.init_args.prior_head mixing"  # an attention block in the prior
     [final_value]="--model.value_target final"  # the LPRM learns the trajectory's final reward (Eq. 5)
-    [sigma_wide]="--model.net.init_args.max_sigma 1.0"  # the config's sigma bound instead of 0.3
+    [sigma_wide]="--model.net.init_args.max_sigma 1.0"  # the net's default sigma bound instead of the config's 0.3
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(posterior_all free_bits beta_warm mixing_prior final_value sigma_wide)
