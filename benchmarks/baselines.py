@@ -33,6 +33,12 @@ MODELS = {"gram": [], "trm": ["experiments/baselines/trm.yaml"], "ar": ["experim
           "mdlm": ["experiments/baselines/mdlm.yaml"]}
 
 
+def synchronize() -> None:
+    """Wait for the GPU's queued work, so that a wall-clock reading covers it (CUDA calls return before they run)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 class StepTimer(L.Callback):
     """Wall time of each training batch (forward, backward, optimizer step)."""
 
@@ -40,9 +46,11 @@ class StepTimer(L.Callback):
         self.times: list[float] = []
 
     def on_train_batch_start(self, *args) -> None:
+        synchronize()
         self.start = time.perf_counter()
 
     def on_train_batch_end(self, *args) -> None:
+        synchronize()
         self.times.append(time.perf_counter() - self.start)
 
 
@@ -61,13 +69,16 @@ def measure(config: str, overlays: list[str], warmup: int, steps: int, num_sampl
     batch_size = data.batch_size
     per_example_steps = getattr(module.net, "N_sup", 1) if hasattr(module, "carry") else 1
 
+    module.to(trainer.strategy.root_device)  # the trainer hands the module back on the CPU when fit ends
     data.setup("test")
     batch = next(iter(data.test_dataloader()))
     batch = {k: v[:inputs].to(module.device) for k, v in batch.items()}
     with module.evaluating():
         module.sample(batch, num_samples)  # warm-up
+        synchronize()
         start = time.perf_counter()
         module.sample(batch, num_samples)
+        synchronize()
         sampling = time.perf_counter() - start
     return {
         "params": sum(p.numel() for p in module.parameters()),
@@ -93,6 +104,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"baselines: config not found: {args.config}")
     sys.argv = sys.argv[:1]  # LightningCLI reads its arguments from `args`, not from this command line
     torch.manual_seed(0)
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")  # TF32, as benchmarks/scaling.py samples
     rows = []
     for name in args.models:
         rows.append({"model": name, **measure(args.config, MODELS[name], args.warmup, args.steps, args.num_samples, args.inputs)})

@@ -7,6 +7,7 @@
 #   bash benchmarks/gpu_session.sh mnist_beta1      # the same GRAM run at KL weight 1.0 per position (~5 min)
 #   bash benchmarks/gpu_session.sh sudoku_uncond    # 6 min of training, 10,000 boards sampled       (~8 min)
 #   bash benchmarks/gpu_session.sh arc              # 7 min of ARC-AGI-1, pass@2 at each validation  (~9 min)
+#   bash benchmarks/gpu_session.sh nqueens8         # GRAM, TRM, AR, MDLM side by side, 4 min each   (~9 min)
 #
 # Every step has its own time limit, and after each one everything measured so far (TensorBoard events,
 # configs, csv / json / png, the step's log; no checkpoints) is packed into $OUT/<part>.tar.gz, which is what
@@ -15,9 +16,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-/tmp/gpu_session}
+export COLUMNS=${COLUMNS:-200}  # full-width result tables in the logs
 LOGS=logs/gpu_session
 GRAM_ARGS=${GRAM_ARGS:-}
-PARTS="speed mnist mnist_beta1 sudoku_uncond arc"  # the branches of run_part
+PARTS="speed mnist mnist_beta1 sudoku_uncond arc nqueens8"  # the branches of run_part
 [ $# -gt 0 ] || { echo "usage: $0 PART... (one or more of: $PARTS)" >&2; exit 2; }
 for part in "$@"; do
     [[ " $PARTS " == *" $part "* ]] || { echo "unknown part '$part' (one of: $PARTS)" >&2; exit 2; }
@@ -64,8 +66,46 @@ generation() {  # generation <part> <version> <steps...>: FID / IS or validity b
         --ckpt_path "$LOGS/$part/$version/checkpoints/last.ckpt" --steps "$@" --out "$LOGS/$part/$version/generation"
 }
 
-export LOGS GRAM_ARGS
-export -f gram fit generation
+# N-Queens 8x8 at the paper's sizes (experiments/nqueens8.yaml: D 512, batch 768, lr 1e-4), with what a few minutes
+# allow: warm-up 100 steps instead of 2,000, and validation one sample on 256 test inputs every 100 steps (the curve);
+# N=20 on the whole test split comes after, from benchmarks/scaling.py.
+NQUEENS8_ARGS="--model.warmup_steps 100 --model.val_num_samples 1 --data.init_args.num_val_puzzles 256
+    --trainer.val_check_interval 100 --trainer.log_every_n_steps 25"
+NQUEENS8_TIME=${NQUEENS8_TIME:-00:00:04:15}  # each model's training time
+SCALING_ARGS=${SCALING_ARGS:-}  # `gram` CLI arguments for benchmarks/scaling.py, e.g. a smaller test split on a CPU
+
+fit_side_by_side() {  # fit_side_by_side <part> <max_time> <model...>: one run per model, all at once on the one GPU
+    local part=$1 max_time=$2 model
+    shift 2
+    for model in "$@"; do
+        local overlay=""
+        [ "$model" = gram ] || overlay="--config experiments/baselines/$model.yaml"
+        # shellcheck disable=SC2086  # NQUEENS8_ARGS and overlay are lists of words
+        fit "$part" "$model" "$max_time" --config experiments/nqueens8.yaml $overlay $NQUEENS8_ARGS \
+            > "$LOGS/$part/fit_$model.log" 2>&1 &
+    done
+    wait
+    grep -h -E "Error|error:" "$LOGS/$part"/fit_*.log | tail -n 20
+}
+
+scale_side_by_side() {  # scale_side_by_side <part> <model...>: N = 1 and 20 on the whole test split, at each model's depths
+    local part=$1 model
+    shift
+    for model in "$@"; do
+        local depths="16"  # GRAM and TRM: the trained N_sup
+        [ "$model" = ar ] && depths="1"
+        [ "$model" = mdlm ] && depths="16 64"  # 4 tokens per denoising step, and one
+        # shellcheck disable=SC2086
+        python3 benchmarks/scaling.py --config "$LOGS/$part/$model/config.yaml" \
+            --ckpt_path "$LOGS/$part/$model/checkpoints/last.ckpt" --widths 1 20 --steps $depths \
+            ${SCALING_ARGS:+-- $SCALING_ARGS} > "$LOGS/$part/scaling_$model.log" 2>&1 &
+    done
+    wait
+    cat "$LOGS/$part"/scaling_*.log
+}
+
+export LOGS GRAM_ARGS NQUEENS8_ARGS SCALING_ARGS
+export -f gram fit generation fit_side_by_side scale_side_by_side
 
 run_part() {
     local part=$1
@@ -98,6 +138,15 @@ run_part() {
     arc)
         step arc fit_gram 520 fit arc gram 00:00:07:00 --config experiments/arc1.yaml \
             --data.init_args.num_proc 16 --trainer.val_check_interval 100
+        ;;
+    nqueens8)
+        # The four models share the GPU for the same wall time, so each reaches the steps its cost allows beside
+        # the others (the `cost` step times each one alone).
+        step nqueens8 data 30 python3 -c "from datamodules.nqueens import NQueensDataModule as D; D(board_size=8).prepare_data()"
+        step nqueens8 fit 330 fit_side_by_side nqueens8 "$NQUEENS8_TIME" gram trm ar mdlm
+        step nqueens8 scaling 150 scale_side_by_side nqueens8 gram trm ar mdlm
+        step nqueens8 cost 60 python3 benchmarks/baselines.py --config experiments/nqueens8.yaml --steps 10 \
+            --out "$LOGS/nqueens8/baselines.json"
         ;;
     esac
 }

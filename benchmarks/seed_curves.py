@@ -80,7 +80,9 @@ def fmt(s: dict[str, float], percent: bool) -> str:
 
 
 def is_rate(name: str) -> bool:
-    return not name.split("/")[-1].startswith(("conflict", "sample_conflict", "distinct", "N", "steps", "inputs"))
+    """Whether a metric is a fraction, printed in percent (counts such as conflict edges or queen conflicts are not)."""
+    leaf = name.split("/")[-1]
+    return "conflict" not in leaf and not leaf.startswith(("distinct", "N", "steps", "inputs"))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -45,6 +45,8 @@ def load_for_evaluation(config: str, ckpt_path: str, overrides: list[str], tool:
     up for test and attached as the module's task. Returns (module, datamodule)."""
     cli = load_run(config, ckpt_path, overrides, tool)
     module, datamodule = cli.model, cli.datamodule
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls: sampling needs no more than the bf16 it trained in
     module.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     datamodule.prepare_data()
     datamodule.setup("test")

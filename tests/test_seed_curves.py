@@ -45,3 +45,10 @@ def test_a_malformed_rate_is_one_line(tmp_path):
     write_run(tmp_path / "ar_s0", {515: 0.4})
     with pytest.raises(SystemExit, match="MODEL=N"):
         seed_curves().main([str(tmp_path), "--examples_per_step", "ar:128"])
+
+
+def test_counts_print_as_counts_and_fractions_in_percent():
+    is_rate = seed_curves().is_rate
+    assert is_rate("val/sample_acc") and is_rate("val/coverage") and is_rate("pass_at_n")
+    assert not any(map(is_rate, ["val/queen_conflicts", "val/sample_queen_conflicts", "conflict_edges",
+                                 "sample_conflict_edges", "distinct_solutions", "steps"]))
