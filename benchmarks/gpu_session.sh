@@ -8,6 +8,8 @@
 #   bash benchmarks/gpu_session.sh sudoku_uncond    # 6 min of training, 10,000 boards sampled       (~8 min)
 #   bash benchmarks/gpu_session.sh arc              # 7 min of ARC-AGI-1, pass@2 at each validation  (~9 min)
 #   bash benchmarks/gpu_session.sh nqueens8         # GRAM, TRM, AR, MDLM side by side, 4 min each   (~9 min)
+#   bash benchmarks/gpu_session.sh nqueens8_pair    # GRAM and TRM alone side by side, 6 min each    (~10 min)
+#   bash benchmarks/gpu_session.sh nqueens8_cost    # each model's step and sampling time alone      (~2 min)
 #
 # Every step has its own time limit, and after each one everything measured so far (TensorBoard events,
 # configs, csv / json / png, the step's log; no checkpoints) is packed into $OUT/<part>.tar.gz, which is what
@@ -19,7 +21,7 @@ OUT=${OUT:-/tmp/gpu_session}
 export COLUMNS=${COLUMNS:-200}  # full-width result tables in the logs
 LOGS=logs/gpu_session
 GRAM_ARGS=${GRAM_ARGS:-}
-PARTS="speed mnist mnist_beta1 sudoku_uncond arc nqueens8"  # the branches of run_part
+PARTS="speed mnist mnist_beta1 sudoku_uncond arc nqueens8 nqueens8_pair nqueens8_cost"  # the branches of run_part
 [ $# -gt 0 ] || { echo "usage: $0 PART... (one or more of: $PARTS)" >&2; exit 2; }
 for part in "$@"; do
     [[ " $PARTS " == *" $part "* ]] || { echo "unknown part '$part' (one of: $PARTS)" >&2; exit 2; }
@@ -73,6 +75,7 @@ NQUEENS8_ARGS="--model.warmup_steps 100 --model.val_num_samples 1 --data.init_ar
     --trainer.val_check_interval 100 --trainer.log_every_n_steps 25"
 NQUEENS8_TIME=${NQUEENS8_TIME:-00:00:04:15}  # each model's training time
 SCALING_ARGS=${SCALING_ARGS:-}  # `gram` CLI arguments for benchmarks/scaling.py, e.g. a smaller test split on a CPU
+NQUEENS8_DATA="from datamodules.nqueens import NQueensDataModule as D; D(board_size=8).prepare_data()"
 
 fit_side_by_side() {  # fit_side_by_side <part> <max_time> <model...>: one run per model, all at once on the one GPU
     local part=$1 max_time=$2 model
@@ -142,11 +145,21 @@ run_part() {
     nqueens8)
         # The four models share the GPU for the same wall time, so each reaches the steps its cost allows beside
         # the others (the `cost` step times each one alone).
-        step nqueens8 data 30 python3 -c "from datamodules.nqueens import NQueensDataModule as D; D(board_size=8).prepare_data()"
+        step nqueens8 data 30 python3 -c "$NQUEENS8_DATA"
         step nqueens8 fit 330 fit_side_by_side nqueens8 "$NQUEENS8_TIME" gram trm ar mdlm
         step nqueens8 scaling 150 scale_side_by_side nqueens8 gram trm ar mdlm
         step nqueens8 cost 60 python3 benchmarks/baselines.py --config experiments/nqueens8.yaml --steps 10 \
             --out "$LOGS/nqueens8/baselines.json"
+        ;;
+    nqueens8_pair)
+        # The recursive pair alone: about twice the steps each of the four-model run in the same wall time.
+        step nqueens8_pair data 30 python3 -c "$NQUEENS8_DATA"
+        step nqueens8_pair fit 420 fit_side_by_side nqueens8_pair "${NQUEENS8_PAIR_TIME:-00:00:06:00}" gram trm
+        step nqueens8_pair scaling 120 scale_side_by_side nqueens8_pair gram trm
+        ;;
+    nqueens8_cost)
+        step nqueens8_cost baselines 150 python3 benchmarks/baselines.py --config experiments/nqueens8.yaml \
+            --warmup 3 --steps 10 --out "$LOGS/nqueens8_cost/baselines.json"
         ;;
     esac
 }

@@ -20,9 +20,10 @@ declare -A LEVERS=(
     [mixing_prior]="--model.net.init_args.prior_head mixing"  # an attention block in the prior
     [final_value]="--model.value_target final"  # the LPRM learns the trajectory's final reward (Eq. 5)
     [sigma_wide]="--model.net.init_args.max_sigma 1.0"  # the net's default sigma bound instead of the config's 0.3
+    [sigma_small]="--model.net.init_args.init_sigma 0.01"  # start nearly deterministic, as TRM, and let sigma grow
 )
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(posterior_all free_bits beta_warm mixing_prior final_value sigma_wide)
+[ ${#names[@]} -gt 0 ] || names=(posterior_all free_bits beta_warm mixing_prior final_value sigma_wide sigma_small)
 for name in "${names[@]}"; do
     [ -n "${LEVERS[$name]+x}" ] || { echo "unknown lever '$name' (${!LEVERS[*]})" >&2; exit 2; }
 done

@@ -1,5 +1,6 @@
 """The generative baselines (gram_lightning/baselines/): the AR model's prefix-LM mask and KV cache, MDLM's ELBO
-weight and sampler, N different samples per input, and both through `gram fit` + `gram test`."""
+weight and sampler (on token sequences and on MNIST-sized images), N different samples per input, and both through
+`gram fit` + `gram test`."""
 
 import json
 from pathlib import Path
@@ -15,6 +16,9 @@ from gram_lightning.losses import token_cross_entropy
 from test_cli import ROOT, run_gram, tiny_args
 
 NET = dict(vocab_size=6, seq_len=10, out_len=7, hidden_size=32, num_heads=2, expansion=2.0, num_layers=2)
+# Binarized MNIST's shapes (PAD, black, white; 28 x 28 pixels) with a tiny width.
+IMAGE_NET = dict(vocab_size=3, seq_len=784, out_len=784, hidden_size=16, num_heads=2, expansion=2.0, num_layers=1,
+                 image_size=28, patch_size=2, conv_channels=8)
 
 
 def ar_module(**kwargs) -> ARModule:
@@ -25,6 +29,17 @@ def ar_module(**kwargs) -> ARModule:
 def mdlm_module(**kwargs) -> MDLMModule:
     torch.manual_seed(0)
     return MDLMModule(MaskedDenoiser(**NET), **kwargs).eval()
+
+
+def image_mdlm_module(**kwargs) -> MDLMModule:
+    torch.manual_seed(0)
+    return MDLMModule(MaskedDenoiser(**IMAGE_NET), **kwargs).eval()
+
+
+def blank_images(B: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(2)
+    return {"inputs": torch.zeros(B, 784, dtype=torch.long), "labels": torch.randint(1, 3, (B, 784), generator=g),
+            "index": torch.arange(B)}
 
 
 def batch(B: int = 3) -> dict[str, torch.Tensor]:
@@ -81,20 +96,53 @@ def test_mdlm_loss_weight_against_a_hand_computation():
     torch.testing.assert_close(terms["loss"], by_hand)
 
 
-@pytest.mark.parametrize("num_steps", [1, 3, 7, 20])
-def test_mdlm_sampling_never_changes_an_unmasked_token_and_ends_with_no_mask(num_steps):
-    module = mdlm_module()
+@pytest.mark.parametrize("data,num_steps", [("tokens", 1), ("tokens", 3), ("tokens", 7), ("tokens", 20),
+                                            ("images", 1), ("images", 7)])
+def test_mdlm_sampling_never_changes_an_unmasked_token_and_ends_with_no_mask(data, num_steps):
+    # On images the tokens are pixels, masked one by one under the patch encoder.
+    module, inputs, out_len = (mdlm_module(), batch(4)["inputs"], 7) if data == "tokens" else \
+        (image_mdlm_module(), blank_images(4)["inputs"], 784)
     seen = []
     forward = module.net.forward
     module.net.forward = lambda inputs, z: (seen.append(z.clone()), forward(inputs, z))[1]
-    out = module.denoise(batch(4)["inputs"], num_steps, sample_keys(3, torch.arange(4), 1))
+    out = module.denoise(inputs, num_steps, sample_keys(3, torch.arange(4), 1))
     mask_id = module.net.mask_id
     assert seen[0].eq(mask_id).all()  # starts from all-[MASK]
     for before, after in zip(seen, [*seen[1:], out]):
         kept = before != mask_id
         assert torch.equal(after[kept], before[kept])
-    assert not out.eq(mask_id).any() and out.shape == (4, 7)
+    assert not out.eq(mask_id).any() and out.shape == (4, out_len)
     assert len(seen) <= num_steps
+
+
+def test_mdlm_on_images_attends_over_patches_and_decodes_every_pixel():
+    module = image_mdlm_module()
+    positions = []
+    module.net.body.blocks[0].register_forward_pre_hook(lambda block, args: positions.append(args[0].shape[1]))
+    b = blank_images(2)
+    z = torch.where(torch.rand(2, 784) < 0.5, b["labels"], torch.full_like(b["labels"], module.net.mask_id))
+    logits = module.net(b["inputs"], z)
+    assert logits.shape == (2, 784, 3)  # per-pixel logits over PAD, black, white: never [MASK]
+    assert positions == [196]  # 2 x 2 patches, and the blank input costs no position
+    assert module.default_depth == 64
+    with pytest.raises(GramUserError, match="blank inputs"):
+        module.net(b["labels"], z)  # an input with known pixels: inpainting is not offered
+
+
+def test_mdlm_image_samples_of_one_blank_input_differ():
+    samples = image_mdlm_module().sample(blank_images(1), 4, num_steps=4, selection="first")
+    assert samples.preds.shape == (1, 4, 784)
+    assert len({tuple(p.tolist()) for p in samples.preds[0]}) == 4
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"image_size": 27}, "image_size 27 means 729 pixels"),
+    ({"patch_size": 3}, "not a multiple of patch_size 3"),
+    ({"conv_channels": 12}, "conv_channels 12"),
+])
+def test_mdlm_image_settings_that_do_not_fit_the_data_are_refused(change, message):
+    with pytest.raises(GramUserError, match=message):
+        MaskedDenoiser(**{**IMAGE_NET, **change})
 
 
 @pytest.mark.parametrize("make", [ar_module, mdlm_module], ids=["ar", "mdlm"])

@@ -2,7 +2,8 @@
 Models"): an absorbing [MASK] state, the continuous-time masking ELBO, a bidirectional transformer that reads the
 input tokens beside the partly masked output, and ancestral sampling in S steps (S a test-time knob, like GRAM's
 depth). With a blank input it is the absorbing-state discrete diffusion generator (D3PM-absorbing) of
-unconditional Sudoku.
+unconditional Sudoku, and of binarized MNIST, where the denoiser masks single pixels but attends over 2 x 2 pixel
+patches through ImageGRAM's conv encoder and decoder (`MaskedDenoiser`, `PatchTransformer`).
 
 The forward process masks each output token independently by time t in [0, 1]: a token stays itself with
 probability alpha_t and becomes [MASK] otherwise, alpha_0 = 1, alpha_1 = 0. The denoiser never predicts [MASK]
@@ -23,7 +24,7 @@ from lightning.pytorch.cli import OptimizerCallable
 
 from gram_lightning.base_module import PER_RUN_ARGS, BaseModule, hyperparameters_to_ignore
 from gram_lightning.baselines.categorical import draw, filter_logits
-from gram_lightning.baselines.transformer import TokenNet
+from gram_lightning.baselines.transformer import PatchTransformer, TokenNet
 from gram_lightning.errors import GramUserError
 from gram_lightning.keyed_noise import derive, uniform
 from gram_lightning.losses import IGNORE_LABEL, agreement, token_cross_entropy
@@ -32,6 +33,9 @@ from gram_lightning.task_net import TaskNet
 from gram_lightning.selection import SelectionRule
 
 MDLM_PER_RUN_ARGS = (*PER_RUN_ARGS, "temperature")
+# Denoising steps of an image evaluation that names none: about 12 of MNIST's 784 pixels revealed per step, 64
+# denoiser passes per sample rather than 784, so that validation stays a fraction of a CPU run's time.
+IMAGE_DEFAULT_STEPS = 64
 Schedule = Literal["loglinear", "cosine"]
 
 
@@ -56,23 +60,96 @@ def elbo_weight(t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
 
 class MaskedDenoiser(TokenNet):
     """A bidirectional transformer over [x_1 .. x_Lin | z_1 .. z_Lout] -> logits over the task's tokens at the output
-    positions; z_l is the output token or [MASK], the token id `mask_id` (arguments: `TokenNet`)."""
+    positions; z_l is the output token or [MASK], the token id `mask_id`.
+
+    On square images of pixel tokens (`image_size` set; a task config's ImageGRAM settings image_size, patch_size,
+    conv_channels and conv_groups carry over to it, as the width settings do) the denoiser is a `PatchTransformer`:
+    pixels are masked one by one, ImageGRAM's conv patch encoder reads the partly masked image into 196 patch
+    positions (28 x 28, patch 2), the blocks mix them, the conv decoder writes per-pixel logits. Image generation is
+    unconditional: the input (all blank on MNIST) is not read, so it costs no attention positions, and an input
+    holding any known pixel is refused.
+
+    Args:
+        vocab_size, seq_len, out_len, num_puzzle_ids, hidden_size, num_heads, expansion, num_layers, pos_encoding,
+            rope_theta: As `TokenNet`'s.
+        image_size: Side of the square image in pixels (seq_len = out_len = image_size^2); None: a token sequence.
+        patch_size: Side of the pixel patch folded into one position (images only).
+        conv_channels: Channels of the encoder's and decoder's convolutions (images only).
+        conv_groups: GroupNorm groups of those convolutions (images only).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        seq_len: int,
+        out_len: int | None = None,
+        num_puzzle_ids: int = 0,
+        hidden_size: int = 512,
+        num_heads: int = 8,
+        expansion: float = 4.0,
+        num_layers: int = 2,
+        pos_encoding: Literal["rope", "none"] = "rope",
+        rope_theta: float = 10000.0,
+        image_size: int | None = None,
+        patch_size: int = 2,
+        conv_channels: int = 64,
+        conv_groups: int = 8,
+    ):
+        super().__init__(vocab_size, seq_len, out_len, num_puzzle_ids, hidden_size, num_heads, expansion, num_layers,
+                         pos_encoding, rope_theta)
+        self.image_size = image_size
+        if image_size is None:
+            return
+        check_image_shape(seq_len, self.out_len, image_size, patch_size, conv_channels, conv_groups)
+        # The token body TokenNet built is replaced as a whole: an image's denoiser reads the output pixels only.
+        self.body = PatchTransformer(vocab_size + 1, vocab_size, image_size, patch_size, conv_channels, conv_groups,
+                                     hidden_size, num_heads, expansion, num_layers, pos_encoding == "rope", rope_theta)
 
     @property
     def mask_id(self) -> int:
         return self.extra_token  # the absorbing state
 
+    @property
+    def default_steps(self) -> int:
+        """Denoising steps of an evaluation that names none: one per output token, or on images
+        `IMAGE_DEFAULT_STEPS`."""
+        return self.out_len if self.image_size is None else min(IMAGE_DEFAULT_STEPS, self.out_len)
+
     def forward(self, inputs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """inputs (B, L_in), z (B, L_out) with [MASK]s -> logits (B, L_out, V) of the clean output tokens."""
+        if self.image_size is not None:
+            if inputs.any():
+                raise GramUserError("MaskedDenoiser on images generates unconditionally and reads no input, but an "
+                                    "input holds known pixels: only blank inputs (unconditional generation) are "
+                                    "offered")
+            return self.body(z)
         tokens = torch.cat([inputs, z], dim=1)
         return self.body(tokens, self.segments.expand(inputs.shape[0], -1))[:, self.seq_len:]
+
+
+def check_image_shape(seq_len: int, out_len: int, image_size: int, patch_size: int, conv_channels: int,
+                      conv_groups: int) -> None:
+    """Raise a GramUserError naming the first image setting of `MaskedDenoiser` that does not fit the data."""
+    pixels = image_size * image_size
+    if image_size < 1 or patch_size < 1:
+        raise GramUserError(f"MaskedDenoiser: image_size and patch_size must be >= 1, got {image_size} and "
+                            f"{patch_size}")
+    if seq_len != pixels or out_len != pixels:
+        raise GramUserError(f"MaskedDenoiser: image_size {image_size} means {pixels} pixels, but the data's input and "
+                            f"output lengths are {seq_len} and {out_len}: set image_size to the images' side, or null "
+                            f"for a task of token sequences")
+    if image_size % patch_size:
+        raise GramUserError(f"MaskedDenoiser: image_size {image_size} is not a multiple of patch_size {patch_size}")
+    if conv_channels < 1 or conv_groups < 1 or conv_channels % conv_groups:
+        raise GramUserError(f"MaskedDenoiser: conv_channels {conv_channels} must be a positive multiple of "
+                            f"conv_groups {conv_groups}")
 
 
 class MDLMModule(BaseModule):
     """Trains the MDLM baseline (`MaskedDenoiser`) on the continuous-time masking ELBO and evaluates it by ancestral
     sampling, scored by the task like every model of the project (`BaseModule`). Its depth is the number of
     denoising steps S (`num_steps`; validation uses `sampling_steps`, default L_out: one token unmasked per step
-    on average).
+    on average; on images `IMAGE_DEFAULT_STEPS`, 64).
 
     Args:
         net: The `MaskedDenoiser` (any TaskNet is accepted, so that a task config's GRAM width settings carry over).
@@ -82,8 +159,8 @@ class MDLMModule(BaseModule):
         time_eps: Training times are drawn from [time_eps, 1]: w(t) grows like 1 / t near 0.
         temperature: Softmax temperature of the token draws (1: the model's distribution).
         sampling_steps: Denoising steps S of validation, and of test / predict when `num_steps` is not given (None:
-            L_out, one token revealed per step on average). Fewer steps reveal several tokens per step, at that
-            fraction of the cost.
+            L_out, one token revealed per step on average; on images 64). Fewer steps reveal several tokens per step,
+            at that fraction of the cost.
         val_num_samples: Samples per input in validation (majority vote).
         num_samples: Width N of test / predict.
         num_steps: Denoising steps S of test / predict (None: `sampling_steps`).
@@ -127,7 +204,7 @@ class MDLMModule(BaseModule):
 
     @property
     def default_depth(self) -> int:
-        return self.sampling_steps or self.net.out_len
+        return self.sampling_steps or self.net.default_steps
 
     @property
     def depth_name(self) -> str:

@@ -1,6 +1,7 @@
 """The transformer of the generative baselines: token and segment embeddings, the post-norm blocks of `layers.py`
 (the blocks GRAM's core is made of, so that width, heads and expansion mean the same thing), a linear decoder to
-the task's vocabulary; and `TokenNet`, the base of the baselines' nets, over [input tokens | output tokens]."""
+the task's vocabulary; its image variant `PatchTransformer` (ImageGRAM's conv patch encoder and decoder around the
+same blocks); and `TokenNet`, the base of the baselines' nets, over [input tokens | output tokens]."""
 
 from __future__ import annotations
 
@@ -11,8 +12,19 @@ import torch
 from torch import nn
 
 from gram_lightning.errors import GramUserError
+from gram_lightning.image_model import PatchDecoder, PatchEncoder
 from gram_lightning.layers import Block, KVCache, Linear
 from gram_lightning.task_net import TaskNet
+
+
+def attention_blocks(hidden_size: int, num_heads: int, expansion: float, num_layers: int, max_len: int, rope: bool,
+           rope_theta: float) -> nn.ModuleList:
+    """`num_layers` post-norm attention blocks of GRAM's core over up to `max_len` positions."""
+    return nn.ModuleList(
+        Block(dim=hidden_size, num_heads=num_heads, seq_len=max_len, expansion=expansion, core="attention", rope=rope,
+              rope_theta=rope_theta)
+        for _ in range(num_layers)
+    )
 
 
 class SequenceTransformer(nn.Module):
@@ -34,11 +46,7 @@ class SequenceTransformer(nn.Module):
         self.segment_embed = nn.Embedding(2, D)  # 0: the input, 1: the output part
         for table in (self.token_embed, self.segment_embed):
             nn.init.trunc_normal_(table.weight, std=1.0 / math.sqrt(D))
-        self.blocks = nn.ModuleList(
-            Block(dim=D, num_heads=num_heads, seq_len=max_len, expansion=expansion, core="attention", rope=rope,
-                  rope_theta=rope_theta)
-            for _ in range(num_layers)
-        )
+        self.blocks = attention_blocks(D, num_heads, expansion, num_layers, max_len, rope, rope_theta)
         self.decoder = Linear(D, num_outputs)
 
     def forward(self, tokens: torch.Tensor, segments: torch.Tensor, mask: torch.Tensor | None = None,
@@ -48,6 +56,40 @@ class SequenceTransformer(nn.Module):
         x = math.sqrt(self.hidden_size) * (self.token_embed(tokens) + self.segment_embed(segments))  # (B, L, D)
         for i, block in enumerate(self.blocks):
             x = block(x, mask, None if caches is None else caches[i])
+        return self.decoder(x)
+
+
+class PatchTransformer(nn.Module):
+    """Pixel tokens (B, H*W) -> pixel logits (B, H*W, V_out), the transformer running on (H/p)*(W/p) patch positions:
+    ImageGRAM's conv patch encoder (`image_model.py`) folds each p x p patch of embedded pixels into one position,
+    the blocks of `SequenceTransformer` mix the positions, ImageGRAM's conv decoder unfolds them back into per-pixel
+    logits. With p = 2 a 28 x 28 image costs 196 attention positions rather than 784, and the convolutions let a
+    pixel's logits read its masked and unmasked neighbours across patch borders.
+
+    Args:
+        num_tokens: Embedded pixel token ids (the task's vocabulary plus the model's own: MASK).
+        num_outputs: Decoded classes (the task's vocabulary).
+        image_size, patch_size, conv_channels, conv_groups: As ImageGRAM's.
+        hidden_size, num_heads, expansion, num_layers, rope, rope_theta: As GRAM's.
+    """
+
+    def __init__(self, num_tokens: int, num_outputs: int, image_size: int, patch_size: int, conv_channels: int,
+                 conv_groups: int, hidden_size: int, num_heads: int, expansion: float, num_layers: int, rope: bool,
+                 rope_theta: float):
+        super().__init__()
+        D = hidden_size
+        self.hidden_size = D
+        shape = dict(image_size=image_size, patch_size=patch_size, channels=conv_channels, dim=D, groups=conv_groups)
+        self.encoder = PatchEncoder(vocab_size=num_tokens, **shape)
+        num_patches = (image_size // patch_size) ** 2
+        self.blocks = attention_blocks(D, num_heads, expansion, num_layers, num_patches, rope, rope_theta)
+        self.decoder = PatchDecoder(vocab_size=num_outputs, **shape)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        # The encoder's output has the RMS of a token embedding; scaled by sqrt(D) as SequenceTransformer's.
+        x = math.sqrt(self.hidden_size) * self.encoder(pixels)  # (B, N_patches, D)
+        for block in self.blocks:
+            x = block(x)
         return self.decoder(x)
 
 
