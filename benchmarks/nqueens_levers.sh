@@ -21,9 +21,11 @@ declare -A LEVERS=(
     [final_value]="--model.value_target final"  # the LPRM learns the trajectory's final reward (Eq. 5)
     [sigma_wide]="--model.net.init_args.max_sigma 1.0"  # the net's default sigma bound instead of the config's 0.3
     [sigma_small]="--model.net.init_args.init_sigma 0.01"  # start nearly deterministic, as TRM, and let sigma grow
+    [noise_warmup]="--model.noise_warmup_steps 500"  # the training residual grows from 0 over half the screen
+    [kl_detached]="--model.net.init_args.noise_input detached"  # the KL trains the heads, never the core
 )
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(posterior_all free_bits beta_warm mixing_prior final_value sigma_wide sigma_small)
+[ ${#names[@]} -gt 0 ] || names=(posterior_all free_bits beta_warm mixing_prior final_value sigma_wide sigma_small noise_warmup kl_detached)
 for name in "${names[@]}"; do
     [ -n "${LEVERS[$name]+x}" ] || { echo "unknown lever '$name' (${!LEVERS[*]})" >&2; exit 2; }
 done

@@ -180,6 +180,9 @@ class GRAM(TaskNet):
             "all": at every transition, the paper's Eq. 3 (the whole training rollout sampled from q); the KL of
             the earlier transitions carries no gradient (they run without one) and is logged as
             `train/kl_untrained`.
+        noise_input: What the prior and posterior heads read. "core": u itself (the paper), so the KL's gradient,
+            which grows as 1 / sigma^2, and the residual's reach the shared core through u. "detached": u with
+            its gradient stopped, so the heads learn from the KL and the reconstruction without pulling on the core.
         decoder: "linear" (TRM) or "mlp" (a SwiGLU head) from h to token logits.
         z0_seed: Seed of the fixed initial state z0 = (h0, l0) ~ N(0, I), stored in the checkpoint.
     """
@@ -215,6 +218,7 @@ class GRAM(TaskNet):
         noise_hidden: int | None = None,
         prior_head: Literal["mlp", "mixing"] = "mlp",
         posterior_transitions: Literal["last", "all"] = "last",
+        noise_input: Literal["core", "detached"] = "core",
         decoder: Literal["linear", "mlp"] = "linear",
         z0_seed: int = 0,
     ):
@@ -236,6 +240,8 @@ class GRAM(TaskNet):
             raise ValueError(f"GRAM: prior_head must be 'mlp' or 'mixing', got {prior_head!r}")
         if posterior_transitions not in ("last", "all"):
             raise ValueError(f"GRAM: posterior_transitions must be 'last' or 'all', got {posterior_transitions!r}")
+        if noise_input not in ("core", "detached"):
+            raise ValueError(f"GRAM: noise_input must be 'core' or 'detached', got {noise_input!r}")
         self.vocab_size, self.seq_len = vocab_size, seq_len
         self.out_len = out_len or seq_len
         self.separate_output = self.out_len != seq_len
@@ -244,7 +250,10 @@ class GRAM(TaskNet):
         self.hidden_size, self.T, self.K, self.N_sup = hidden_size, T, K, N_sup
         self.noise_mode, self.fixed_sigma = noise, fixed_sigma
         self.noise_on, self.z0_noise_sigma = noise_on, z0_noise_sigma
-        self.posterior_transitions = posterior_transitions
+        self.posterior_transitions, self.noise_input = posterior_transitions, noise_input
+        # Multiplies the residual in training (GRAMModule's noise warm-up sets it); evaluation always adds it whole.
+        # A tensor, so that a compiled step reads its new value rather than recompiling; not saved in checkpoints.
+        self.register_buffer("train_residual_scale", torch.tensor(1.0), persistent=False)
         D = hidden_size
 
         self.token_embed = nn.Embedding(vocab_size, D)
@@ -341,6 +350,8 @@ class GRAM(TaskNet):
             return None
         if self.noise_mode == "fixed":
             return TransitionNoise(None, None, self.fixed_sigma * normal_like(u, noise_keys))
+        if self.noise_input == "detached":
+            u = u.detach()
         prior = self.prior(u)
         posterior = None
         if source == "posterior":
@@ -372,16 +383,17 @@ class GRAM(TaskNet):
     def _transition(self, h, l, input_embedding, source, target_context, test_sigma, noise_keys=None):
         """Also returns a function that redoes the transition's end with another eps: eps -> (h', l')."""
         h_in = h
+        scale = self.train_residual_scale if self.training else 1.0
         l = self.low_level(h, l, input_embedding)
         if self.noise_on == "l":
             noise = self.sample_noise(l, source, target_context, test_sigma, noise_keys)
             l_det = l
-            l = l if noise is None else l + noise.eps
+            l = l if noise is None else l + scale * noise.eps
             return (self.high_level(h_in, l, input_embedding), l, noise,
-                    lambda eps: (self.high_level(h_in, l_det + eps, input_embedding), l_det + eps))
+                    lambda eps: (self.high_level(h_in, l_det + scale * eps, input_embedding), l_det + scale * eps))
         u = self.high_level(h_in, l, input_embedding)
         noise = self.sample_noise(u, source, target_context, test_sigma, noise_keys)
-        return (u if noise is None else u + noise.eps), l, noise, lambda eps: (u + eps, l)
+        return (u if noise is None else u + scale * noise.eps), l, noise, lambda eps: (u + scale * eps, l)
 
     def judge(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Halt logit and value (LPRM) of the prediction decoded from h, each (B,)."""

@@ -62,6 +62,9 @@ class GRAMModule(BaseModule):
             accuracy of this step's judged prediction. "final": the trajectory's final reward (the paper's Eq. 5),
             the judged accuracy at the step where the row halts, learned by every step of the trajectory once it
             ends; the heads' inputs (the detached h[:, 0] of each step) wait in the ACT carry until then.
+        noise_warmup_steps: Optimizer steps over which the residual added in training grows linearly from 0 to its
+            full draw (the prior and posterior and their KL train throughout), so that the core first learns as the
+            deterministic TRM does; 0: the whole residual from the start. Evaluation always adds it whole.
         act: Adaptive halting in training; off means every example runs exactly N_sup steps.
         halt_exploration_prob: Probability that an example gets a random minimum halt step in [2, N_sup].
         compile: torch.compile the supervision step (checkpoint keys are unchanged).
@@ -108,6 +111,7 @@ class GRAMModule(BaseModule):
         halt_loss_weight: float = 0.5,
         value_loss_weight: float = 0.5,
         value_target: Literal["step", "final"] = "step",
+        noise_warmup_steps: int = 0,
         act: bool = True,
         halt_exploration_prob: float = 0.1,
         compile: bool = False,
@@ -133,6 +137,8 @@ class GRAMModule(BaseModule):
             raise GramUserError("carry='prior_draw' needs a learned prior and posterior (net noise='learned' or 'mean_only')")
         if value_target not in ("step", "final"):
             raise GramUserError(f"value_target must be 'step' or 'final', got {value_target!r}")
+        if noise_warmup_steps < 0:
+            raise GramUserError(f"noise_warmup_steps must be >= 0, got {noise_warmup_steps}")
         if test_noise_sigma > 0 and net.noise_mode != "none":
             raise GramUserError("test_noise_sigma (PTRM) applies to a deterministic net: set net noise='none'")
         self.save_hyperparameters(ignore=hyperparameters_to_ignore(GRAM_PER_RUN_ARGS))
@@ -146,6 +152,7 @@ class GRAMModule(BaseModule):
                              kl_balance, net.noise_mode == "mean_only", prior_ce_weight, halt_loss_weight,
                              value_loss_weight, net.out_len, net.total_len, kl_free_bits)
         self.carry_kind, self.value_target = carry, value_target
+        self.noise_warmup_steps = noise_warmup_steps
         self.act, self.halt_exploration_prob = act, halt_exploration_prob
         self.compile_step = compile
         self.halt_at_inference, self.test_noise_sigma = halt_at_inference, test_noise_sigma
@@ -238,6 +245,9 @@ class GRAMModule(BaseModule):
         return self.carry
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if self.noise_warmup_steps:
+            self.net.train_residual_scale.fill_(min(1.0, self.global_step / self.noise_warmup_steps))
+            self.log("train/residual_scale", self.net.train_residual_scale)
         c = self._refresh_carry(batch)
         labels = c.batch["labels"]
         e = self.net.embed_input(c.batch["inputs"], c.batch.get("puzzle_ids"))

@@ -7,6 +7,7 @@ from conftest import TINY_TRAINER, RandomBoards, tiny_net
 
 from gram_lightning.act import halt_decision
 from gram_lightning.model import StepOutput
+from gram_lightning.errors import GramUserError
 from gram_lightning.module import GRAMModule
 from gram_lightning.task import Task
 
@@ -247,6 +248,41 @@ def test_free_bits_floor_each_positions_kl_and_stop_its_gradient_below():
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in net.prior.parameters())
     with pytest.raises(ValueError, match="kl_free_bits"):
         GRAMModule(tiny_net(), kl_free_bits=-1.0)
+
+
+@pytest.mark.parametrize("noise_input", ["core", "detached"])
+def test_detached_noise_input_keeps_the_kl_out_of_the_core(noise_input):
+    torch.manual_seed(1)
+    net = tiny_net(noise_input=noise_input)
+    torch.nn.init.normal_(net.posterior.out.weight, std=0.3)  # q differs from p: a KL with a gradient
+    out = _posterior_step(net, BATCH)
+    out.noise.posterior.kl(out.noise.prior).sum().backward()
+    core = [p.grad for p in net.f_L.parameters()]
+    reaches_core = any(g is not None and g.abs().sum() > 0 for g in core)
+    assert reaches_core == (noise_input == "core")
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.prior.parameters())
+    with pytest.raises(ValueError, match="noise_input"):
+        tiny_net(noise_input="both")
+
+
+def test_noise_warmup_scales_the_training_residual_from_zero():
+    net = tiny_net()
+    torch.nn.init.normal_(net.posterior.out.weight, std=0.3)
+    net.train_residual_scale.fill_(0.0)
+    # Scaled to zero in training, two draws of the residual leave the same state: the deterministic transition.
+    assert torch.equal(_posterior_step(net, BATCH, seed=0).h, _posterior_step(net, BATCH, seed=1).h)
+    net.train_residual_scale.fill_(0.5)
+    assert not torch.equal(_posterior_step(net, BATCH, seed=0).h, _posterior_step(net, BATCH, seed=1).h)
+    net.train_residual_scale.fill_(0.0)
+    net.eval()  # evaluation adds the whole residual whatever the training scale
+    rollouts = [net.supervision_step(*net.initial_state(4), net.embed_input(BATCH["inputs"]), noise_keys=torch.arange(4) + k).h
+                for k in (0, 10)]
+    assert not torch.equal(*rollouts)
+    assert "train_residual_scale" not in net.state_dict()  # checkpoints keep their keys
+    trainer = _fit(GRAMModule(tiny_net(), warmup_steps=1, noise_warmup_steps=1000))
+    assert 0 <= trainer.callback_metrics["train/residual_scale"] < 0.01
+    with pytest.raises(GramUserError, match="noise_warmup_steps"):
+        GRAMModule(tiny_net(), noise_warmup_steps=-1)
 
 
 @pytest.mark.parametrize("prior_head", ["mlp", "mixing"])
