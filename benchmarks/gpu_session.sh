@@ -7,7 +7,7 @@
 #   bash benchmarks/gpu_session.sh mnist_beta1      # the same GRAM run at KL weight 1.0 per position (~5 min)
 #   bash benchmarks/gpu_session.sh sudoku_uncond    # 6 min of training, 10,000 boards sampled       (~8 min)
 #   bash benchmarks/gpu_session.sh arc              # 7 min of ARC-AGI-1, pass@2 at each validation  (~9 min)
-#   bash benchmarks/gpu_session.sh nqueens8         # GRAM, TRM, AR, MDLM side by side, 4 min each   (~9 min)
+#   bash benchmarks/gpu_session.sh nqueens8         # GRAM, TRM, AR, MDLM side by side, 4 min each   (~8 min)
 #   bash benchmarks/gpu_session.sh nqueens8_pair    # GRAM and TRM alone side by side, 6 min each    (~10 min)
 #   bash benchmarks/gpu_session.sh nqueens8_cost    # each model's step and sampling time alone      (~2 min)
 #
@@ -144,12 +144,10 @@ run_part() {
         ;;
     nqueens8)
         # The four models share the GPU for the same wall time, so each reaches the steps its cost allows beside
-        # the others (the `cost` step times each one alone).
+        # the others (the nqueens8_cost part times each one alone).
         step nqueens8 data 30 python3 -c "$NQUEENS8_DATA"
         step nqueens8 fit 330 fit_side_by_side nqueens8 "$NQUEENS8_TIME" gram trm ar mdlm
         step nqueens8 scaling 150 scale_side_by_side nqueens8 gram trm ar mdlm
-        step nqueens8 cost 60 python3 benchmarks/baselines.py --config experiments/nqueens8.yaml --steps 10 \
-            --out "$LOGS/nqueens8/baselines.json"
         ;;
     nqueens8_pair)
         # The recursive pair alone: about twice the steps each of the four-model run in the same wall time.
