@@ -26,7 +26,7 @@ import torch
 
 from gram_lightning.atomic import atomic_write_json
 from gram_lightning.cli import build_cli
-from gram_lightning.run_loading import print_table
+from gram_lightning.run_loading import print_table, use_tf32_on_gpu
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"gram": [], "trm": ["experiments/baselines/trm.yaml"], "ar": ["experiments/baselines/ar.yaml"],
@@ -104,8 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"baselines: config not found: {args.config}")
     sys.argv = sys.argv[:1]  # LightningCLI reads its arguments from `args`, not from this command line
     torch.manual_seed(0)
-    if torch.cuda.is_available():
-        torch.set_float32_matmul_precision("high")  # TF32, as benchmarks/scaling.py samples
+    use_tf32_on_gpu()  # as benchmarks/scaling.py samples
     rows = []
     for name in args.models:
         rows.append({"model": name, **measure(args.config, MODELS[name], args.warmup, args.steps, args.num_samples, args.inputs)})

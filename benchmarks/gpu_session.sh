@@ -77,7 +77,7 @@ NQUEENS8_TIME=${NQUEENS8_TIME:-00:00:04:15}  # each model's training time
 SCALING_ARGS=${SCALING_ARGS:-}  # `gram` CLI arguments for benchmarks/scaling.py, e.g. a smaller test split on a CPU
 NQUEENS8_DATA="from datamodules.nqueens import NQueensDataModule as D; D(board_size=8).prepare_data()"
 
-fit_side_by_side() {  # fit_side_by_side <part> <max_time> <model...>: one run per model, all at once on the one GPU
+fit_nqueens8_side_by_side() {  # <part> <max_time> <model...>: one nqueens8.yaml run per model, all at once on the one GPU
     local part=$1 max_time=$2 model
     shift 2
     for model in "$@"; do
@@ -91,7 +91,7 @@ fit_side_by_side() {  # fit_side_by_side <part> <max_time> <model...>: one run p
     grep -h -E "Error|error:" "$LOGS/$part"/fit_*.log | tail -n 20
 }
 
-scale_side_by_side() {  # scale_side_by_side <part> <model...>: N = 1 and 20 on the whole test split, at each model's depths
+scale_nqueens8_side_by_side() {  # <part> <model...>: N = 1 and 20 on the whole test split, at each model's depths
     local part=$1 model
     shift
     for model in "$@"; do
@@ -108,7 +108,7 @@ scale_side_by_side() {  # scale_side_by_side <part> <model...>: N = 1 and 20 on 
 }
 
 export LOGS GRAM_ARGS NQUEENS8_ARGS SCALING_ARGS
-export -f gram fit generation fit_side_by_side scale_side_by_side
+export -f gram fit generation fit_nqueens8_side_by_side scale_nqueens8_side_by_side
 
 run_part() {
     local part=$1
@@ -146,14 +146,14 @@ run_part() {
         # The four models share the GPU for the same wall time, so each reaches the steps its cost allows beside
         # the others (the nqueens8_cost part times each one alone).
         step nqueens8 data 30 python3 -c "$NQUEENS8_DATA"
-        step nqueens8 fit 330 fit_side_by_side nqueens8 "$NQUEENS8_TIME" gram trm ar mdlm
-        step nqueens8 scaling 150 scale_side_by_side nqueens8 gram trm ar mdlm
+        step nqueens8 fit 330 fit_nqueens8_side_by_side nqueens8 "$NQUEENS8_TIME" gram trm ar mdlm
+        step nqueens8 scaling 150 scale_nqueens8_side_by_side nqueens8 gram trm ar mdlm
         ;;
     nqueens8_pair)
         # The recursive pair alone: about twice the steps each of the four-model run in the same wall time.
         step nqueens8_pair data 30 python3 -c "$NQUEENS8_DATA"
-        step nqueens8_pair fit 420 fit_side_by_side nqueens8_pair "${NQUEENS8_PAIR_TIME:-00:00:06:00}" gram trm
-        step nqueens8_pair scaling 120 scale_side_by_side nqueens8_pair gram trm
+        step nqueens8_pair fit 420 fit_nqueens8_side_by_side nqueens8_pair "${NQUEENS8_PAIR_TIME:-00:00:06:00}" gram trm
+        step nqueens8_pair scaling 120 scale_nqueens8_side_by_side nqueens8_pair gram trm
         ;;
     nqueens8_cost)
         step nqueens8_cost baselines 150 python3 benchmarks/baselines.py --config experiments/nqueens8.yaml \

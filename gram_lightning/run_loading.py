@@ -40,13 +40,18 @@ def load_run(config: str, ckpt_path: str, overrides: list[str], tool: str) -> Gr
     return cli
 
 
+def use_tf32_on_gpu() -> None:
+    """TF32 matmuls on a GPU: sampling a run needs no more precision than the bf16 it trained in."""
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")
+
+
 def load_for_evaluation(config: str, ckpt_path: str, overrides: list[str], tool: str):
     """`load_run`, then ready to sample: the module in eval mode on the GPU if there is one, the DataModule set
     up for test and attached as the module's task. Returns (module, datamodule)."""
     cli = load_run(config, ckpt_path, overrides, tool)
     module, datamodule = cli.model, cli.datamodule
-    if torch.cuda.is_available():
-        torch.set_float32_matmul_precision("high")  # TF32 matmuls: sampling needs no more than the bf16 it trained in
+    use_tf32_on_gpu()
     module.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     datamodule.prepare_data()
     datamodule.setup("test")

@@ -18,7 +18,7 @@ from gram_lightning.task_net import TaskNet
 
 
 def attention_blocks(hidden_size: int, num_heads: int, expansion: float, num_layers: int, max_len: int, rope: bool,
-           rope_theta: float) -> nn.ModuleList:
+                     rope_theta: float) -> nn.ModuleList:
     """`num_layers` post-norm attention blocks of GRAM's core over up to `max_len` positions."""
     return nn.ModuleList(
         Block(dim=hidden_size, num_heads=num_heads, seq_len=max_len, expansion=expansion, core="attention", rope=rope,
