@@ -5,6 +5,7 @@
 #   bash benchmarks/cpu_comparison.sh nqueens8 coloring8        # GRAM and TRM, seeds 0 1 2, the step budgets below
 #   SEEDS="0" NQUEENS_STEPS=500 bash benchmarks/cpu_comparison.sh nqueens8
 #   SEEDS="0" NQUEENS_SPLIT=paper bash benchmarks/cpu_comparison.sh nqueens8   # the paper's leaking split
+#   SEEDS="0" bash benchmarks/cpu_comparison.sh nqueens10      # 10x10, nqueens10_cpu.yaml, NQUEENS10_STEPS steps
 #   MODELS="gram trm ar mdlm" BUDGET=00:00:08:00 bash benchmarks/cpu_comparison.sh nqueens8 coloring8 sudoku4gen
 #
 # MODELS: any of gram, trm (experiments/baselines/trm.yaml), ar and mdlm (experiments/baselines/ar.yaml, mdlm.yaml).
@@ -31,6 +32,7 @@ MODELS=${MODELS:-"gram trm"}
 BUDGET=${BUDGET:-}
 MODEL_STEPS=${MODEL_STEPS:-}  # model:task=steps ...
 NQUEENS_STEPS=${NQUEENS_STEPS:-1500}
+NQUEENS10_STEPS=${NQUEENS10_STEPS:-1500}
 COLORING_STEPS=${COLORING_STEPS:-1000}
 SUDOKU_STEPS=${SUDOKU_STEPS:-2000}
 PARALLEL=${PARALLEL:-2}
@@ -38,7 +40,7 @@ NQUEENS_SPLIT=${NQUEENS_SPLIT:-orbit}  # orbit, or paper (runs named <model>_pap
 EXTRA_ARGS=${EXTRA_ARGS:-}  # more `gram fit` arguments for every run
 RUN_NAME=${RUN_NAME:-}  # runs named <RUN_NAME>_s<seed> instead of <model>_s<seed>
 EVALUATE=${EVALUATE:-1}  # 0: no scaling / generation table at the end (the validation curves only)
-TASKS="nqueens8 coloring8 sudoku4gen"
+TASKS="nqueens8 nqueens10 coloring8 sudoku4gen"
 
 run() {  # run <task> <model> <seed>: one training run, then its scaling (or generation) table
     local task=$1 model=$2 seed=$3 config steps name=${RUN_NAME:-$2} extra=() depths val_n=20
@@ -48,7 +50,8 @@ run() {  # run <task> <model> <seed>: one training run, then its scaling (or gen
         *) echo "unknown model '$model' (gram, trm, ar, mdlm)" >&2; return 2 ;;
     esac
     case $task in
-        nqueens8) config=nqueens8_cpu; steps=$NQUEENS_STEPS; depths="4 8"
+        nqueens8 | nqueens10) config=${task}_cpu; depths="4 8"
+            steps=$NQUEENS_STEPS; [ "$task" = nqueens10 ] && steps=$NQUEENS10_STEPS
             [ "$model" = mdlm ] && depths="16 64"
             extra+=(--data.init_args.split "$NQUEENS_SPLIT")
             [ "$NQUEENS_SPLIT" = orbit ] || name="${model}_$NQUEENS_SPLIT" ;;
@@ -59,9 +62,9 @@ run() {  # run <task> <model> <seed>: one training run, then its scaling (or gen
     [ "$model" = ar ] && depths="1"
     # shellcheck disable=SC2206
     extra+=($EXTRA_ARGS)  # benchmarks/nqueens_levers.sh: a training option on top of the recipe above
-    # MDLM validates and is tested at 16 denoising steps on N-Queens (4 of its 64 tokens per step), else at one
+    # MDLM validates and is tested at 16 denoising steps on N-Queens (4 of 8x8's 64 tokens per step), else at one
     # step per output token (8 on graph coloring, 16 on 4x4 Sudoku).
-    [ "$model" = mdlm ] && [ "$task" = nqueens8 ] && { extra+=(--model.sampling_steps 16); depths="16"; }
+    [ "$model" = mdlm ] && [[ $task == nqueens* ]] && { extra+=(--model.sampling_steps 16); depths="16"; }
     local val_every=250 override
     for override in $MODEL_STEPS; do
         if [ "${override%%=*}" = "$model:$task" ]; then

@@ -23,9 +23,11 @@ declare -A LEVERS=(
     [sigma_small]="--model.net.init_args.init_sigma 0.01"  # start nearly deterministic, as TRM, and let sigma grow
     [noise_warmup]="--model.noise_warmup_steps 500"  # the training residual grows from 0 over half the screen
     [kl_detached]="--model.net.init_args.noise_input detached"  # the KL trains the heads, never the core
+    [carry_prior_draw]="--model.carry prior_draw"  # the next step starts from the prior draw, not the posterior's state
 )
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(posterior_all free_bits beta_warm mixing_prior final_value sigma_wide sigma_small noise_warmup kl_detached)
+[ ${#names[@]} -gt 0 ] || names=(posterior_all free_bits beta_warm mixing_prior final_value sigma_wide sigma_small noise_warmup kl_detached
+    carry_prior_draw)
 for name in "${names[@]}"; do
     [ -n "${LEVERS[$name]+x}" ] || { echo "unknown lever '$name' (${!LEVERS[*]})" >&2; exit 2; }
 done

@@ -125,8 +125,11 @@ def test_mdlm_on_images_attends_over_patches_and_decodes_every_pixel():
     assert logits.shape == (2, 784, 3)  # per-pixel logits over PAD, black, white: never [MASK]
     assert positions == [196]  # 2 x 2 patches, and the blank input costs no position
     assert module.default_depth == 64
+    known = {**b, "inputs": b["labels"]}  # an input with known pixels: inpainting is not offered
     with pytest.raises(GramUserError, match="blank inputs"):
-        module.net(b["labels"], z)  # an input with known pixels: inpainting is not offered
+        module.sample(known, 1, num_steps=1, selection="first")
+    with pytest.raises(GramUserError, match="blank inputs"):
+        module.training_step(known, 0)
 
 
 def test_mdlm_image_samples_of_one_blank_input_differ():

@@ -115,13 +115,18 @@ class MaskedDenoiser(TokenNet):
         `IMAGE_DEFAULT_STEPS`."""
         return self.out_len if self.image_size is None else min(IMAGE_DEFAULT_STEPS, self.out_len)
 
+    def check_inputs(self, inputs: torch.Tensor) -> None:
+        """Refuse inputs this denoiser would silently ignore: on images, any known pixel (inpainting is not
+        offered). Called once per batch by `MDLMModule`, not in `forward`: the check reads a GPU tensor on the host,
+        which would stall every denoising step."""
+        if self.image_size is not None and inputs.any():
+            raise GramUserError("MaskedDenoiser on images generates unconditionally and reads no input, but an "
+                                "input holds known pixels: only blank inputs (unconditional generation) are offered")
+
     def forward(self, inputs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """inputs (B, L_in), z (B, L_out) with [MASK]s -> logits (B, L_out, V) of the clean output tokens."""
+        """inputs (B, L_in), z (B, L_out) with [MASK]s -> logits (B, L_out, V) of the clean output tokens. On
+        images the input is not read (see `check_inputs`)."""
         if self.image_size is not None:
-            if inputs.any():
-                raise GramUserError("MaskedDenoiser on images generates unconditionally and reads no input, but an "
-                                    "input holds known pixels: only blank inputs (unconditional generation) are "
-                                    "offered")
             return self.body(z)
         tokens = torch.cat([inputs, z], dim=1)
         return self.body(tokens, self.segments.expand(inputs.shape[0], -1))[:, self.seq_len:]
@@ -229,6 +234,7 @@ class MDLMModule(BaseModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         inputs, labels = batch["inputs"], batch["labels"]
+        self.net.check_inputs(inputs)
         B = inputs.shape[0]
         # Low-discrepancy times (MDLM): one uniform offset, B evenly spaced strata; lower variance than B draws.
         u = (torch.rand(1, device=inputs.device) + torch.arange(B, device=inputs.device) / B) % 1
@@ -262,6 +268,7 @@ class MDLMModule(BaseModule):
         masked token is revealed with probability (alpha_s - alpha_t) / (1 - alpha_t), drawn from the denoiser;
         revealed tokens never change, and the last step (alpha_0 = 1) reveals the rest. (R, L_in) -> (R, L_out)."""
         net: MaskedDenoiser = self.net
+        net.check_inputs(inputs)
         R, L = inputs.shape[0], net.out_len
         z = inputs.new_full((R, L), net.mask_id)
         for k in range(num_steps, 0, -1):
