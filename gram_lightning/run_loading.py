@@ -60,7 +60,8 @@ def load_for_evaluation(config: str, ckpt_path: str, overrides: list[str], tool:
 
 
 def print_table(title: str, rows: list[dict], columns: list[str], float_format: str = ".3f") -> None:
-    """Rows of dicts as a rich table on the console."""
+    """Rows of dicts as a rich table on the console; 160 characters wide when written to a file or pipe (a
+    benchmark's log), where rich's 80-column default folds every number of a wide table."""
     from rich.console import Console
     from rich.table import Table
 
@@ -69,4 +70,4 @@ def print_table(title: str, rows: list[dict], columns: list[str], float_format: 
         table.add_column(c, justify="right")
     for r in rows:
         table.add_row(*(format(r[c], float_format) if isinstance(r[c], float) else str(r[c]) for c in columns))
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)

@@ -1,3 +1,7 @@
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 import lightning as L
 import pytest
 import torch
@@ -19,6 +23,15 @@ def tiny_net(**overrides) -> GRAM:
                   puzzle_prefix_len=2, T=2, K=2, N_sup=3, noise="learned")
     kwargs.update(overrides)
     return GRAM(**kwargs)
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """benchmarks/<name>.py imported as a module (the folder is scripts, not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def build_cli(args: list[str]):

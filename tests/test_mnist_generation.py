@@ -3,7 +3,6 @@ IS, `gram predict` writes a picture of the samples with their metrics, the class
 MDLM baseline trains on the same config and runs through benchmarks/generation.py."""
 
 import csv
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from datamodules.mnist import BinarizedMNISTDataModule
-from conftest import build_cli
+from conftest import build_cli, load_benchmark
 from datamodules.mnist.classifier import MNISTClassifier
 from gram_lightning.baselines import MDLMModule
 from gram_lightning.baselines.transformer import PatchTransformer
@@ -74,10 +73,7 @@ MDLM_TINY = ["--trainer.max_steps", "2", "--trainer.val_check_interval", "2", "-
 
 def run_generation_sweep(argv: list[str]) -> None:
     """benchmarks/generation.py's main in this process (where the untrained classifier is patched in)."""
-    spec = importlib.util.spec_from_file_location("generation_sweep", ROOT / "benchmarks" / "generation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main(argv)
+    load_benchmark("generation").main(argv)
 
 
 def test_mdlm_on_mnist_fits_draws_sample_boards_and_runs_the_generation_sweep(tmp_path, monkeypatch):

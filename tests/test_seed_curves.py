@@ -1,19 +1,14 @@
 """benchmarks/seed_curves.py: seeds grouped by folder name, their validation curves with the examples drawn."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 from torch.utils.tensorboard import SummaryWriter
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "seed_curves.py"
 
 
 def seed_curves():
-    spec = importlib.util.spec_from_file_location("seed_curves", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("seed_curves")
 
 
 def write_run(folder: Path, acc: dict[int, float], examples: dict[int, float] | None = None) -> None:
