@@ -6,7 +6,9 @@
 Runs are the version folders under the given log folder; a folder named `<model>_s<seed>` counts as one seed of
 `<model>` (any other name is a model of its own). For each model it prints, at every validation step that all of
 its seeds reached, each metric's mean and [min, max] over the seeds, then the same for the rows of each run's
-`scaling/scaling.csv` (benchmarks/scaling.py). Writes curves.json and scaling.json into --out.
+`scaling/scaling.csv` (benchmarks/scaling.py; `--scaling` names another subfolder, e.g. a later checkpoint's
+`--out`). Writes curves.json, scaling.json and curves_by_seed.csv (every run's validations, a row per run, step
+and metric) into --out.
 
 Each validation row also gives the training examples drawn by then (`train/examples`, mean over seeds): GRAM keeps
 an example in its carry for up to N_sup steps where AR and MDLM draw a fresh batch every step, so models compare by
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from gram_lightning.atomic import atomic_write_json
+from gram_lightning.atomic import atomic_write_csv, atomic_write_json
 from gram_lightning.run_loading import print_table
 
 SEED_SUFFIX = re.compile(r"^(?P<model>.+)_s(?P<seed>\d+)$")
@@ -89,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("logdir", type=Path, help="a logger folder: logs/<name> with one version folder per run")
     parser.add_argument("--metrics", nargs="+", default=["val/sample_acc", "val/exact_acc", "val/pass_at_n", "val/coverage"])
-    parser.add_argument("--out", type=Path, default=None, help="folder for curves.json and scaling.json")
+    parser.add_argument("--out", type=Path, default=None, help="folder for curves.json, scaling.json and curves_by_seed.csv")
+    parser.add_argument("--scaling", default="scaling", help="each run's subfolder holding scaling.csv (benchmarks/scaling.py --out)")
     parser.add_argument("--examples_per_step", nargs="+", default=[], metavar="MODEL=N",
                         help="examples per training step of a model whose runs did not log train/examples")
     args = parser.parse_args(argv)
@@ -103,8 +106,13 @@ def main(argv: list[str] | None = None) -> None:
         by_model[model_of(run.name)].append(run)
 
     curves: dict[str, dict] = {}
+    by_seed: list[dict] = []
     for model, model_runs in sorted(by_model.items()):
         per_run = [scalars(run, [*args.metrics, EXAMPLES]) for run in model_runs]
+        for run, logged in zip(model_runs, per_run):
+            seed = match["seed"] if (match := SEED_SUFFIX.match(run.name)) else ""
+            by_seed += [{"model": model, "seed": seed, "step": step, "metric": tag, "value": value}
+                        for tag in args.metrics for step, value in sorted(logged.get(tag, {}).items())]
         steps = sorted(set.intersection(*(set(r.get(args.metrics[0], {})) for r in per_run)))
         rows = []
         for step in steps:
@@ -128,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
 
     scaling: dict[str, list[dict]] = {}
     for model, model_runs in sorted(by_model.items()):
-        tables = [list(csv.DictReader(f.open())) for run in model_runs if (f := run / "scaling" / "scaling.csv").is_file()]
+        tables = [list(csv.DictReader(f.open())) for run in model_runs if (f := run / args.scaling / "scaling.csv").is_file()]
         if not tables:
             continue
         rows = []
@@ -150,7 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.out is not None:
         atomic_write_json(args.out / "curves.json", curves)
         atomic_write_json(args.out / "scaling.json", scaling)
-        print(f"written to {args.out}/ (curves.json, scaling.json)")
+        atomic_write_csv(args.out / "curves_by_seed.csv", by_seed)
+        print(f"written to {args.out}/ (curves.json, scaling.json, curves_by_seed.csv)")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,20 @@ def test_curves_average_seeds_and_carry_the_examples_drawn(tmp_path):
     assert gram[0]["examples"]["mean"] == pytest.approx(8050)
     assert gram[1]["examples"]["mean"] == pytest.approx((16000 + 15000) / 2)  # the last value logged by then
     assert curves["ar"]["curve"][0]["examples"]["mean"] == 516 * 128
+    by_seed = (tmp_path / "out" / "curves_by_seed.csv").read_text().splitlines()
+    assert by_seed[0] == "model,seed,step,metric,value"
+    assert "gram,1,499,val/sample_acc,0.5" in by_seed and len(by_seed) == 1 + 5
+
+
+def test_scaling_tables_come_from_the_named_subfolder(tmp_path):
+    for seed, acc in ((0, 0.4), (1, 0.6)):
+        write_run(tmp_path / f"gram_s{seed}", {249: acc})
+        folder = tmp_path / f"gram_s{seed}" / "scaling4000"
+        folder.mkdir()
+        (folder / "scaling.csv").write_text(f"N,steps,inputs,sample_acc\n20,8,776,{acc}\n")
+    seed_curves().main([str(tmp_path), "--metrics", "val/sample_acc", "--scaling", "scaling4000", "--out", str(tmp_path / "out")])
+    scaling = json.loads((tmp_path / "out" / "scaling.json").read_text())
+    assert scaling["gram"][0]["sample_acc"]["mean"] == pytest.approx(0.5)
 
 
 def test_a_malformed_rate_is_one_line(tmp_path):
