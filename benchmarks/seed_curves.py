@@ -139,16 +139,23 @@ def main(argv: list[str] | None = None) -> None:
         tables = [list(csv.DictReader(f.open())) for run in model_runs if (f := run / args.scaling / "scaling.csv").is_file()]
         if not tables:
             continue
+        # Rows pair up by (N, steps); a cell that some seed's table lacks is left out rather than averaged over
+        # fewer seeds.
+        keyed = [{(r["N"], r["steps"]): r for r in t} for t in tables]
         rows = []
-        for i, first in enumerate(tables[0]):
+        for key, first in keyed[0].items():
+            if not all(key in k for k in keyed):
+                continue
             row: dict = {"N": int(first["N"]), "steps": int(first["steps"])}
             for column in first:
                 if column in ("N", "steps", "inputs"):
                     continue
-                values = [float(t[i][column]) for t in tables if i < len(t) and t[i].get(column)]
+                values = [float(k[key][column]) for k in keyed if k[key].get(column)]
                 if values:
                     row[column] = summary(values)
             rows.append(row)
+        if not rows:
+            continue
         scaling[model] = rows
         columns = [c for c in rows[0] if c not in ("N", "steps")]
         print_table(f"{model}: test split (benchmarks/scaling.py), mean (min to max) over {len(tables)} seeds",

@@ -44,9 +44,11 @@ def test_scaling_tables_come_from_the_named_subfolder(tmp_path):
         write_run(tmp_path / f"gram_s{seed}", {249: acc})
         folder = tmp_path / f"gram_s{seed}" / "scaling4000"
         folder.mkdir()
-        (folder / "scaling.csv").write_text(f"N,steps,inputs,sample_acc\n20,8,776,{acc}\n")
+        extra = "20,16,776,0.9\n" if seed == 0 else ""  # a cell only seed 0 measured
+        (folder / "scaling.csv").write_text(f"N,steps,inputs,sample_acc\n{extra}20,8,776,{acc}\n")
     seed_curves().main([str(tmp_path), "--metrics", "val/sample_acc", "--scaling", "scaling4000", "--out", str(tmp_path / "out")])
     scaling = json.loads((tmp_path / "out" / "scaling.json").read_text())
+    assert [(r["N"], r["steps"]) for r in scaling["gram"]] == [(20, 8)]
     assert scaling["gram"][0]["sample_acc"]["mean"] == pytest.approx(0.5)
 
 
