@@ -33,6 +33,7 @@ from datamodules.nqueens.boards import QUEEN_TOKEN
 from gram_lightning.atomic import atomic_write_json
 from gram_lightning.keyed_noise import sample_keys
 from gram_lightning.losses import token_log_probs
+from gram_lightning.module import GRAMModule
 from gram_lightning.run_loading import load_for_evaluation, print_table, split_overrides
 from gram_lightning.sampling import without_padding
 
@@ -77,6 +78,8 @@ def measure(config: str, ckpt_path: str, overrides: list[str], split: str) -> li
     module, datamodule = load_for_evaluation(config, ckpt_path, overrides, "nqueens_plateau")
     if not hasattr(datamodule, "board_size"):
         sys.exit(f"nqueens_plateau: {config} is not an N-Queens run (its data is {type(datamodule).__name__})")
+    if not isinstance(module, GRAMModule):
+        sys.exit(f"nqueens_plateau: {config} trains {type(module).__name__}; this reads GRAM's and TRM's output logits")
     step = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("global_step")
     loader = datamodule.test_dataloader() if split == "test" else datamodule.val_dataloader()
     parts: dict[str, list[torch.Tensor]] = {}
@@ -87,13 +90,9 @@ def measure(config: str, ckpt_path: str, overrides: list[str], split: str) -> li
             if batch is None:
                 continue
             keys = sample_keys(module.inference_seed, batch["index"], 1, stream=0)
-            out = None
-            for out in module.net.rollout(batch["inputs"], module.net.N_sup, batch.get("puzzle_ids"), None,
-                                          module.test_sigma, module.step_fn,
-                                          carry_prior_draw=module.carry_kind == "prior_draw", noise_keys=keys):
-                pass
+            (_, out), = module.generate(batch["inputs"], [module.net.N_sup], keys, batch.get("puzzle_ids"))
             queen_probs = token_log_probs(out.logits, module.elbo.kind).exp()[..., QUEEN_TOKEN].float()
-            preds = out.logits.argmax(-1)
+            preds = out.preds
             stats = cell_stats(batch["inputs"], batch["labels"], queen_probs, preds)
             stats["solved"] = datamodule.check(batch["inputs"], preds).float()
             stats["num_solutions"] = batch["num_solutions"]

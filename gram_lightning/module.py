@@ -311,7 +311,7 @@ class GRAMModule(BaseModule):
         final: StepOutput | None = None
         rollout = self.net.rollout(inputs, depths[-1], puzzle_ids, labels, self.test_sigma, self.step_fn,
                                    carry_prior_draw=self.carry_kind == "prior_draw", noise_keys=keys)
-        read = lambda: Readout(final.logits.argmax(-1), steps, final.value, final.halt_logits)  # noqa: E731
+        read = lambda: Readout(final.logits.argmax(-1), steps, final.value, final.halt_logits, final.logits)  # noqa: E731
         for depth, out in enumerate(rollout, start=1):
             if final is None or not self.halt_at_inference:
                 final = out

@@ -44,6 +44,9 @@ class Readout:
     steps: torch.Tensor  # (B*N,) steps each row ran: supervision steps (GRAM), denoising steps (MDLM), 1 (AR)
     value: torch.Tensor | None = None  # (B*N,) the value head's (LPRM) score; None for a model without one
     halt_logits: torch.Tensor | None = None  # (B*N,) the halt head's logit; None for a model without one
+    # (B*N, L_out, V) the output head's logits behind `preds` (a loss's normaliser turns them into probabilities:
+    # `losses.token_log_probs`); None for a model that does not give them
+    logits: torch.Tensor | None = None
 
 
 @torch.no_grad()

@@ -91,6 +91,18 @@ def test_halting_at_inference_stops_each_trajectory():
     assert samples.steps.tolist() == [[1] * 3] * 2 and samples.preds.shape == (2, 3, 16)
 
 
+@pytest.mark.parametrize("halt_at_inference", [False, True])
+def test_readouts_carry_the_logits_their_tokens_are_the_argmax_of(halt_at_inference):
+    module = GRAMModule(tiny_net(N_sup=3), halt_at_inference=halt_at_inference).eval()
+    torch.nn.init.constant_(module.net.halt_head.bias, 5.0 if halt_at_inference else -5.0)
+    readouts = list(module.generate(torch.ones(2, 16, dtype=torch.long), [1, 3], keys=None))
+    assert [depth for depth, _ in readouts] == [1, 3]
+    for _, out in readouts:
+        assert out.logits.shape[:2] == (2, 16) and torch.equal(out.logits.argmax(-1), out.preds)
+    if halt_at_inference:  # every row halted after step 1: the deeper reading keeps step 1's logits
+        assert torch.equal(readouts[0][1].logits, readouts[1][1].logits)
+
+
 def test_head_targets_count_a_valid_non_label_answer_as_right():
     module = GRAMModule(tiny_net(noise="none"))
     labels = torch.full((2, 16), 2)
