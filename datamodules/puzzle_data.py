@@ -128,6 +128,19 @@ class EvenShards(DistributedSampler):
         return iter(own + [-1] * (self.num_samples - len(own)))
 
 
+class ResumableLoader(DataLoader):
+    """The training loader of a single-process run, marked resumable for Lightning: its position lives in the
+    trainer's own progress counters, which `ResumableShuffle` reads when an epoch starts, so the loader has no
+    state of its own to save. Without the mark Lightning warns, wrongly, that a run resumed mid-epoch is unreliable
+    (tests/test_reliability.py shows it is exact)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        pass
+
+
 def whole_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Collate function of batches `PuzzleBatches.__getitems__` made whole (augmented, for training); a module-level
     function so that DataLoader workers can pickle it."""
@@ -218,7 +231,8 @@ class PuzzleDataModule(LightningDataModule):
                 sampler = ResumableShuffle(len(dataset), batch_size, seed, self._train_position)
         elif distributed:  # evaluation: every input scored once
             sampler = EvenShards(dataset, trainer.world_size, trainer.global_rank)
-        return DataLoader(
+        loader = ResumableLoader if isinstance(sampler, ResumableShuffle) else DataLoader
+        return loader(
             dataset,
             batch_size=batch_size,
             shuffle=train and sampler is None,
