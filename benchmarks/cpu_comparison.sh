@@ -23,7 +23,7 @@
 # task (sudoku4gen) is measured by benchmarks/generation.py instead (validity and distinct boards, 4 x 144 samples).
 # Summarise the seeds with benchmarks/seed_curves.py. Every task uses its config as shipped; N-Queens on the orbit
 # split, GRAM with nqueens8_cpu.yaml's recipe (the KL summed over the latent, weight 4.5 on the ELBO scale, sigma at
-# most 0.3: the recipe that learns on this budget, benchmarks/RESULTS.md).
+# most 0.3, the attention-mixing prior: the recipe that learns on this budget, benchmarks/RESULTS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}

@@ -85,6 +85,16 @@ def test_every_baseline_overlay_applies_to_a_task_config(overlay, tmp_path):
     assert cli.model.net.seq_len == 64
 
 
+@pytest.mark.parametrize("config", ["nqueens8_cpu.yaml", "nqueens10_cpu.yaml"])
+def test_nqueens_cpu_configs_give_gram_the_mixing_prior_and_trm_no_noise_heads(config, tmp_path):
+    from gram_lightning.model import MixingGaussianHead
+
+    args = ["--config", str(ROOT / "experiments" / config), "--data.init_args.cache_dir", str(tmp_path)]
+    assert isinstance(build_cli(args).model.net.prior, MixingGaussianHead)
+    trm = build_cli([*args, "--config", str(ROOT / "experiments" / "baselines" / "trm.yaml")]).model.net
+    assert not any(name.startswith(("prior.", "posterior.")) for name, _ in trm.named_parameters())
+
+
 LEVERS = re.findall(r"^\s+\[(\w+)\]=\"([^\"]+)\"", (ROOT / "benchmarks" / "nqueens_levers.sh").read_text(), re.M)
 
 
