@@ -5,7 +5,8 @@
 
 Writes scaling.csv (a row per N and depth), scaling_by_solutions.csv (by the input's number of valid
 solutions, at the deepest step) and scaling.png into --out (default: next to the checkpoint's run), and prints
-the table. Arguments after `--` go to the `gram` CLI (e.g. `-- --data.init_args.max_test_puzzles 200`).
+the table. `--residual mean` or `none` rolls a GRAM out with its prior's mean or no residual instead of a
+prior draw. Arguments after `--` go to the `gram` CLI (e.g. `-- --data.init_args.max_test_puzzles 200`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from gram_lightning.atomic import atomic_write_csv
 from gram_lightning.run_loading import load_for_evaluation, print_table, split_overrides
-from gram_lightning.scaling import evaluate_grid, plot
+from gram_lightning.scaling import evaluate_grid, plot, set_inference_residual
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,12 +31,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--selection", default="vote", choices=["vote", "lprm", "halt", "first"])
     parser.add_argument("--split", default="test", choices=["val", "test"])
     parser.add_argument("--out", default=None, help="output folder (default: <run dir>/scaling)")
+    parser.add_argument("--residual", default="sampled", choices=["sampled", "mean", "none"],
+                        help="what a GRAM with learned noise adds to u at inference: a prior draw (as trained), the "
+                             "prior's mean alone, or nothing (the core alone)")
     args = parser.parse_args(own)
     if min(args.widths) < 1 or min(args.steps) < 1:
         parser.error("--widths and --steps must be >= 1")
 
     sys.argv = sys.argv[:1]  # LightningCLI gets its arguments from `overrides`, not from this command line
     module, datamodule = load_for_evaluation(args.config, args.ckpt_path, overrides, "scaling")
+    if args.residual != "sampled":
+        try:
+            set_inference_residual(module, args.residual)
+        except ValueError as error:
+            parser.error(f"--residual {args.residual}: {error}")
     loader = datamodule.test_dataloader() if args.split == "test" else datamodule.val_dataloader()
 
     start = time.perf_counter()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -68,6 +69,23 @@ def evaluate_grid(module: BaseModule, batches, widths: list[int], steps: list[in
                         out[width, depth][name].append(value.cpu())
     per_input = {key: {name: torch.cat(values) for name, values in d.items()} for key, d in out.items()}
     return ScalingResult(per_input, torch.cat(counts), module.task.violations_name)
+
+
+InferenceResidual = Literal["sampled", "mean", "none"]
+
+
+def set_inference_residual(module: BaseModule, residual: InferenceResidual) -> None:
+    """What a GRAM with a learned prior adds to u at inference: a draw from the prior, as GRAM trains ("sampled");
+    the prior's mean alone, guidance without noise ("mean"); or nothing, u alone ("none"). The two ablations say
+    how much of a trained model's answers the residual carries: with "none" what remains is the core's.
+    Raises ValueError for a model without a learned prior (TRM, fixed noise, the baselines)."""
+    if residual not in ("sampled", "mean", "none"):
+        raise ValueError(f"residual must be sampled, mean or none; got {residual!r}")
+    net = getattr(module, "net", None)
+    if getattr(net, "prior", None) is None:
+        raise ValueError(f"the residual can be set only for a GRAM with a learned prior; this model has "
+                         f"{module.description}")
+    net.noise_mode = {"sampled": "learned", "mean": "mean_only", "none": "none"}[residual]
 
 
 def plot(result: ScalingResult, path, title: str, trained_steps: int | None = None, bins: list[int] | None = None) -> None:

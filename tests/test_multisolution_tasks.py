@@ -70,3 +70,34 @@ def test_scaling_width_one_of_a_deterministic_net_equals_its_width_n(tmp_path):
     rows = evaluate_grid(module, datamodule.test_dataloader(), widths=[1, 4], steps=[2]).table()
     assert rows[0]["exact_acc"] == rows[1]["exact_acc"]  # copies vote for themselves
     assert rows[1]["distinct_solutions"] <= 1.0
+
+
+def test_inference_residual_switches_between_a_prior_draw_its_mean_and_none(tmp_path):
+    import torch
+
+    from gram_lightning.scaling import set_inference_residual
+
+    cli = _cli("nqueens8", tmp_path)
+    module, datamodule = cli.model.eval(), cli.datamodule
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    module.attach_task(datamodule)
+    inputs = next(iter(datamodule.test_dataloader()))["inputs"][:2].repeat_interleave(3, 0)  # 2 inputs x 3 rows
+    keys = torch.arange(6)
+    with torch.no_grad():  # the prior's mean starts at zero: move it, so that "mean" and "none" differ
+        for weight in module.net.prior.parameters():
+            weight.add_(0.1 * torch.randn_like(weight))
+
+    def logits(residual: str) -> torch.Tensor:
+        set_inference_residual(module, residual)
+        with torch.no_grad():
+            return list(module.generate(inputs, [2], keys))[-1][1].logits.view(2, 3, *inputs.shape[1:], -1)
+
+    sampled, mean, none = logits("sampled"), logits("mean"), logits("none")
+    assert not torch.equal(sampled[:, 0], sampled[:, 1])  # each row its own draw
+    for fixed in (mean, none):  # no draw: every row of an input the same
+        assert torch.equal(fixed[:, 0], fixed[:, 1]) and torch.equal(fixed[:, 0], fixed[:, 2])
+    assert not torch.allclose(mean, none)  # the prior's mean moves the state
+    trm = _cli("nqueens8", tmp_path / "trm", "--model.net.init_args.noise", "none").model
+    with pytest.raises(ValueError, match="none noise"):
+        set_inference_residual(trm, "none")
