@@ -31,6 +31,16 @@ def _cli(task: str, tmp_path: Path, *extra: str) -> GramCLI:
                          "--data.init_args.cache_dir", str(tmp_path / "cache"), *extra])
 
 
+def _ready_for_test(task: str, tmp_path: Path, *extra: str):
+    """An untrained module and its task's DataModule, set up to evaluate on the test split."""
+    cli = _cli(task, tmp_path, *extra)
+    module, datamodule = cli.model.eval(), cli.datamodule
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    module.attach_task(datamodule)
+    return module, datamodule
+
+
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_task_config_fits_and_tests_with_its_metrics(task, tmp_path):
     cli = _cli(task, tmp_path)
@@ -45,11 +55,7 @@ def test_task_config_fits_and_tests_with_its_metrics(task, tmp_path):
 
 
 def test_scaling_grid_reads_every_depth_of_one_rollout_and_plots(tmp_path):
-    cli = _cli("graph_coloring8", tmp_path)
-    module, datamodule = cli.model.eval(), cli.datamodule
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    module.attach_task(datamodule)
+    module, datamodule = _ready_for_test("graph_coloring8", tmp_path)
     result = evaluate_grid(module, datamodule.test_dataloader(), widths=[1, 3], steps=[1, 3])
     rows = result.table()
     assert [(r["N"], r["steps"]) for r in rows] == [(1, 1), (1, 3), (3, 1), (3, 3)]
@@ -62,11 +68,7 @@ def test_scaling_grid_reads_every_depth_of_one_rollout_and_plots(tmp_path):
 
 
 def test_scaling_width_one_of_a_deterministic_net_equals_its_width_n(tmp_path):
-    cli = _cli("nqueens8", tmp_path, "--model.net.init_args.noise", "none")
-    module, datamodule = cli.model.eval(), cli.datamodule
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    module.attach_task(datamodule)
+    module, datamodule = _ready_for_test("nqueens8", tmp_path, "--model.net.init_args.noise", "none")
     rows = evaluate_grid(module, datamodule.test_dataloader(), widths=[1, 4], steps=[2]).table()
     assert rows[0]["exact_acc"] == rows[1]["exact_acc"]  # copies vote for themselves
     assert rows[1]["distinct_solutions"] <= 1.0
@@ -77,11 +79,7 @@ def test_inference_residual_switches_between_a_prior_draw_its_mean_and_none(tmp_
 
     from gram_lightning.scaling import set_inference_residual
 
-    cli = _cli("nqueens8", tmp_path)
-    module, datamodule = cli.model.eval(), cli.datamodule
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    module.attach_task(datamodule)
+    module, datamodule = _ready_for_test("nqueens8", tmp_path)
     inputs = next(iter(datamodule.test_dataloader()))["inputs"][:2].repeat_interleave(3, 0)  # 2 inputs x 3 rows
     keys = torch.arange(6)
     with torch.no_grad():  # the prior's mean starts at zero: move it, so that "mean" and "none" differ
