@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # GRAM's training levers on N-Queens 8x8 (CPU size, orbit split), each against the same baseline: the recipe of
 # experiments/nqueens8_cpu.yaml (KL summed, beta 0.07, sigma at most 0.3, attention-mixing prior) with one option
-# changed, over 3 seeds, two runs at a time with one thread each. Each run logs to logs/nqueens8_cpu/<lever>_s<seed> (validation every
-# 250 steps at N=20) and ends with its scaling table on the whole test split; compare them with
+# changed, over 3 seeds, two runs at a time with one thread each. Each run logs to logs/nqueens8_cpu/<lever>_s<seed>
+# (validation every 250 steps at N=20) and ends with its scaling table on the whole test split; compare them with
 #   python benchmarks/seed_curves.py logs/nqueens8_cpu --metrics val/sample_acc val/coverage val/sample_queen_conflicts_per_input
 #
 #   bash benchmarks/nqueens_levers.sh                        # every lever, seeds 0 1 2, 1,500 steps

@@ -15,10 +15,11 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import get_args
 
 from gram_lightning.atomic import atomic_write_csv
 from gram_lightning.run_loading import load_for_evaluation, print_table, split_overrides
-from gram_lightning.scaling import evaluate_grid, plot, set_inference_residual
+from gram_lightning.scaling import InferenceResidual, evaluate_grid, plot, set_inference_residual
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--selection", default="vote", choices=["vote", "lprm", "halt", "first"])
     parser.add_argument("--split", default="test", choices=["val", "test"])
     parser.add_argument("--out", default=None, help="output folder (default: <run dir>/scaling)")
-    parser.add_argument("--residual", default="sampled", choices=["sampled", "mean", "none"],
+    parser.add_argument("--residual", default="sampled", choices=get_args(InferenceResidual),
                         help="what a GRAM with learned noise adds to u at inference: a prior draw (as trained), the "
                              "prior's mean alone, or nothing (the core alone)")
     args = parser.parse_args(own)

@@ -72,6 +72,8 @@ def evaluate_grid(module: BaseModule, batches, widths: list[int], steps: list[in
 
 
 InferenceResidual = Literal["sampled", "mean", "none"]
+# The net's noise mode that rolls out each residual.
+_NOISE_MODE_OF_RESIDUAL: dict[str, str] = {"sampled": "learned", "mean": "mean_only", "none": "none"}
 
 
 def set_inference_residual(module: BaseModule, residual: InferenceResidual) -> None:
@@ -79,13 +81,13 @@ def set_inference_residual(module: BaseModule, residual: InferenceResidual) -> N
     the prior's mean alone, guidance without noise ("mean"); or nothing, u alone ("none"). The two ablations say
     how much of a trained model's answers the residual carries: with "none" what remains is the core's.
     Raises ValueError for a model without a learned prior (TRM, fixed noise, the baselines)."""
-    if residual not in ("sampled", "mean", "none"):
-        raise ValueError(f"residual must be sampled, mean or none; got {residual!r}")
+    if residual not in _NOISE_MODE_OF_RESIDUAL:
+        raise ValueError(f"residual must be one of {', '.join(_NOISE_MODE_OF_RESIDUAL)}; got {residual!r}")
     net = getattr(module, "net", None)
     if getattr(net, "prior", None) is None:
         raise ValueError(f"the residual can be set only for a GRAM with a learned prior; this model has "
                          f"{module.description}")
-    net.noise_mode = {"sampled": "learned", "mean": "mean_only", "none": "none"}[residual]
+    net.noise_mode = _NOISE_MODE_OF_RESIDUAL[residual]
 
 
 def plot(result: ScalingResult, path, title: str, trained_steps: int | None = None, bins: list[int] | None = None) -> None:
