@@ -10,6 +10,8 @@
 #   bash benchmarks/gpu_session.sh nqueens8         # GRAM, TRM, AR, MDLM side by side, 4 min each   (~8 min)
 #   bash benchmarks/gpu_session.sh nqueens8_pair    # GRAM and TRM alone side by side, 6 min each    (~10 min)
 #   bash benchmarks/gpu_session.sh nqueens8_cost    # each model's step and sampling time alone      (~2 min)
+#   bash benchmarks/gpu_session.sh nqueens10_small  # 10x10, the CPU configs' net: GRAM, TRM x 3 seeds (~6 min)
+#   bash benchmarks/gpu_session.sh nqueens8_small   # 8x8, the CPU configs' net: both priors, seeds 3-5 (~6 min)
 #
 # Every step has its own time limit, and after each one everything measured so far (TensorBoard events,
 # configs, csv / json / png, the step's log; no checkpoints) is packed into $OUT/<part>.tar.gz, which is what
@@ -21,7 +23,7 @@ OUT=${OUT:-/tmp/gpu_session}
 export COLUMNS=${COLUMNS:-200}  # full-width result tables in the logs
 LOGS=logs/gpu_session
 GRAM_ARGS=${GRAM_ARGS:-}
-PARTS="speed mnist mnist_beta1 sudoku_uncond arc nqueens8 nqueens8_pair nqueens8_cost"  # the branches of run_part
+PARTS="speed mnist mnist_beta1 sudoku_uncond arc nqueens8 nqueens8_pair nqueens8_cost nqueens10_small nqueens8_small"  # the branches of run_part
 [ $# -gt 0 ] || { echo "usage: $0 PART... (one or more of: $PARTS)" >&2; exit 2; }
 for part in "$@"; do
     [[ " $PARTS " == *" $part "* ]] || { echo "unknown part '$part' (one of: $PARTS)" >&2; exit 2; }
@@ -107,8 +109,53 @@ scale_nqueens8_side_by_side() {  # <part> <model...>: N = 1 and 20 on the whole 
     cat "$LOGS/$part"/scaling_*.log
 }
 
-export LOGS GRAM_ARGS NQUEENS8_ARGS SCALING_ARGS
-export -f gram fit generation fit_nqueens8_side_by_side scale_nqueens8_side_by_side
+# The CPU configs' small net (nqueens8_cpu.yaml, nqueens10_cpu.yaml: D 64, batch 128, 4 supervision steps) on the
+# GPU, where it runs the steps a CPU cannot give it: one process per run and seed, all at once. A run is `gram` (the
+# config as shipped: the attention-mixing prior), `gram_mlp` (the per-position MLP prior) or `trm`.
+SMALL_SEEDS=${SMALL_SEEDS:-"0 1 2"}
+SMALL_TIME=${SMALL_TIME:-00:00:04:00}  # each run's training time
+
+small_run_args() {  # small_run_args <run>: what a run adds to the config
+    case $1 in
+        gram) ;;
+        gram_mlp) echo "--model.net.init_args.prior_head mlp" ;;
+        trm) echo "--config experiments/baselines/trm.yaml" ;;
+        *) echo "unknown run '$1' (gram, gram_mlp, trm)" >&2; return 2 ;;
+    esac
+}
+
+fit_small_side_by_side() {  # <part> <config> <seeds> <run...>: every run at every seed, SMALL_TIME each, at once
+    local part=$1 config=$2 seeds=$3 run seed args
+    shift 3
+    for run in "$@"; do
+        args=$(small_run_args "$run") || return 2
+        for seed in $seeds; do
+            # shellcheck disable=SC2086  # args is a list of words
+            OMP_NUM_THREADS=2 fit "$part" "${run}_s$seed" "$SMALL_TIME" --config "experiments/$config.yaml" $args \
+                --seed_everything "$seed" --trainer.accelerator gpu --model.val_num_samples 20 \
+                > "$LOGS/$part/fit_${run}_s$seed.log" 2>&1 &
+        done
+    done
+    wait
+    grep -h -E "Error|error:" "$LOGS/$part"/fit_*.log | tail -n 20
+}
+
+scale_small_side_by_side() {  # <part>: N = 1 and 20 on the whole test split at the trained 4 steps, every run at once
+    local part=$1 run_dir
+    for run_dir in "$LOGS/$part"/*_s*/; do
+        run_dir=${run_dir%/}
+        # shellcheck disable=SC2086
+        OMP_NUM_THREADS=2 python3 benchmarks/scaling.py --config "$run_dir/config.yaml" \
+            --ckpt_path "$run_dir/checkpoints/last.ckpt" --widths 1 20 --steps 4 ${SCALING_ARGS:+-- $SCALING_ARGS} \
+            > "$run_dir.scaling.log" 2>&1 &
+    done
+    wait
+    tail -n 8 "$LOGS/$part"/*.scaling.log
+}
+
+export LOGS GRAM_ARGS NQUEENS8_ARGS SCALING_ARGS SMALL_SEEDS SMALL_TIME
+export -f gram fit generation fit_nqueens8_side_by_side scale_nqueens8_side_by_side small_run_args \
+    fit_small_side_by_side scale_small_side_by_side
 
 run_part() {
     local part=$1
@@ -158,6 +205,19 @@ run_part() {
     nqueens8_cost)
         step nqueens8_cost baselines 150 python3 benchmarks/baselines.py --config experiments/nqueens8.yaml \
             --warmup 3 --steps 10 --out "$LOGS/nqueens8_cost/baselines.json"
+        ;;
+    nqueens10_small)
+        # GRAM and TRM with the 10x10 CPU recipe for as many steps as SMALL_TIME gives on the GPU: on a CPU both sit
+        # on the input-copying plateau for 1,500-2,500 steps (benchmarks/RESULTS.md, "N-Queens 10x10 to 2,500 steps").
+        step nqueens10_small data 60 python3 -c "from datamodules.nqueens import NQueensDataModule as D; D(board_size=10).prepare_data()"
+        step nqueens10_small fit 300 fit_small_side_by_side nqueens10_small nqueens10_cpu "$SMALL_SEEDS" gram trm
+        step nqueens10_small scaling 120 scale_small_side_by_side nqueens10_small
+        ;;
+    nqueens8_small)
+        # Both priors of GRAM with the 8x8 CPU recipe on three more seeds than the CPU comparison's 0-2.
+        step nqueens8_small data 30 python3 -c "$NQUEENS8_DATA"
+        step nqueens8_small fit 300 fit_small_side_by_side nqueens8_small nqueens8_cpu "${SMALL_SEEDS_8:-3 4 5}" gram gram_mlp
+        step nqueens8_small scaling 120 scale_small_side_by_side nqueens8_small
         ;;
     esac
 }
