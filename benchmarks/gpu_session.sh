@@ -208,7 +208,8 @@ run_part() {
         ;;
     nqueens10_small)
         # GRAM and TRM with the 10x10 CPU recipe for as many steps as SMALL_TIME gives on the GPU: on a CPU both sit
-        # on the input-copying plateau for 1,500-2,500 steps (benchmarks/RESULTS.md, "N-Queens 10x10 to 2,500 steps").
+        # on the input-copying plateau to 1,500 steps and barely off it at 3,000 (benchmarks/RESULTS.md, "N-Queens
+        # 10x10 to 3,000 steps with both priors").
         step nqueens10_small data 60 python3 -c "from datamodules.nqueens import NQueensDataModule as D; D(board_size=10).prepare_data()"
         step nqueens10_small fit 300 fit_small_side_by_side nqueens10_small nqueens10_cpu "$SMALL_SEEDS" gram trm
         step nqueens10_small scaling 120 scale_small_side_by_side nqueens10_small
