@@ -77,14 +77,24 @@ NQUEENS8_ARGS="--model.warmup_steps 100 --model.val_num_samples 1 --data.init_ar
     --trainer.val_check_interval 100 --trainer.log_every_n_steps 25"
 NQUEENS8_TIME=${NQUEENS8_TIME:-00:00:04:15}  # each model's training time
 SCALING_ARGS=${SCALING_ARGS:-}  # `gram` CLI arguments for benchmarks/scaling.py, e.g. a smaller test split on a CPU
-NQUEENS8_DATA="from datamodules.nqueens import NQueensDataModule as D; D(board_size=8).prepare_data()"
+# The N-Queens data of one board size (the argument), generated before the runs that share it start.
+NQUEENS_DATA="import sys; from datamodules.nqueens import NQueensDataModule as D; D(board_size=int(sys.argv[1])).prepare_data()"
+
+run_args() {  # run_args <run>: what a run adds to a task config: `gram` nothing (the config as shipped), `gram_mlp`
+    # the per-position MLP prior, any other name its overlay in experiments/baselines/ (trm, ar, mdlm, ...)
+    case $1 in
+        gram) ;;
+        gram_mlp) echo "--model.net.init_args.prior_head mlp" ;;
+        *) [ -f "experiments/baselines/$1.yaml" ] || { echo "unknown run '$1' (no experiments/baselines/$1.yaml)" >&2; return 2; }
+           echo "--config experiments/baselines/$1.yaml" ;;
+    esac
+}
 
 fit_nqueens8_side_by_side() {  # <part> <max_time> <model...>: one nqueens8.yaml run per model, all at once on the one GPU
-    local part=$1 max_time=$2 model
+    local part=$1 max_time=$2 model overlay
     shift 2
     for model in "$@"; do
-        local overlay=""
-        [ "$model" = gram ] || overlay="--config experiments/baselines/$model.yaml"
+        overlay=$(run_args "$model") || return 2
         # shellcheck disable=SC2086  # NQUEENS8_ARGS and overlay are lists of words
         fit "$part" "$model" "$max_time" --config experiments/nqueens8.yaml $overlay $NQUEENS8_ARGS \
             > "$LOGS/$part/fit_$model.log" 2>&1 &
@@ -111,24 +121,15 @@ scale_nqueens8_side_by_side() {  # <part> <model...>: N = 1 and 20 on the whole 
 
 # The CPU configs' small net (nqueens8_cpu.yaml, nqueens10_cpu.yaml: D 64, batch 128, 4 supervision steps) on the
 # GPU, where it runs the steps a CPU cannot give it: one process per run and seed, all at once. A run is `gram` (the
-# config as shipped: the attention-mixing prior), `gram_mlp` (the per-position MLP prior) or `trm`.
-SMALL_SEEDS=${SMALL_SEEDS:-"0 1 2"}
+# config as shipped: the attention-mixing prior), `gram_mlp` (the per-position MLP prior) or a baseline (run_args).
+SMALL_SEEDS=${SMALL_SEEDS:-"0 1 2"}  # nqueens10_small's seeds; nqueens8_small's are SMALL_SEEDS_8, 3 4 5
 SMALL_TIME=${SMALL_TIME:-00:00:04:00}  # each run's training time
-
-small_run_args() {  # small_run_args <run>: what a run adds to the config
-    case $1 in
-        gram) ;;
-        gram_mlp) echo "--model.net.init_args.prior_head mlp" ;;
-        trm) echo "--config experiments/baselines/trm.yaml" ;;
-        *) echo "unknown run '$1' (gram, gram_mlp, trm)" >&2; return 2 ;;
-    esac
-}
 
 fit_small_side_by_side() {  # <part> <config> <seeds> <run...>: every run at every seed, SMALL_TIME each, at once
     local part=$1 config=$2 seeds=$3 run seed args
     shift 3
     for run in "$@"; do
-        args=$(small_run_args "$run") || return 2
+        args=$(run_args "$run") || return 2
         for seed in $seeds; do
             # shellcheck disable=SC2086  # args is a list of words
             OMP_NUM_THREADS=2 fit "$part" "${run}_s$seed" "$SMALL_TIME" --config "experiments/$config.yaml" $args \
@@ -154,7 +155,7 @@ scale_small_side_by_side() {  # <part>: N = 1 and 20 on the whole test split at 
 }
 
 export LOGS GRAM_ARGS NQUEENS8_ARGS SCALING_ARGS SMALL_SEEDS SMALL_TIME
-export -f gram fit generation fit_nqueens8_side_by_side scale_nqueens8_side_by_side small_run_args \
+export -f gram fit generation run_args fit_nqueens8_side_by_side scale_nqueens8_side_by_side \
     fit_small_side_by_side scale_small_side_by_side
 
 run_part() {
@@ -192,13 +193,13 @@ run_part() {
     nqueens8)
         # The four models share the GPU for the same wall time, so each reaches the steps its cost allows beside
         # the others (the nqueens8_cost part times each one alone).
-        step nqueens8 data 30 python3 -c "$NQUEENS8_DATA"
+        step nqueens8 data 30 python3 -c "$NQUEENS_DATA" 8
         step nqueens8 fit 330 fit_nqueens8_side_by_side nqueens8 "$NQUEENS8_TIME" gram trm ar mdlm
         step nqueens8 scaling 150 scale_nqueens8_side_by_side nqueens8 gram trm ar mdlm
         ;;
     nqueens8_pair)
         # The recursive pair alone: about twice the steps each of the four-model run in the same wall time.
-        step nqueens8_pair data 30 python3 -c "$NQUEENS8_DATA"
+        step nqueens8_pair data 30 python3 -c "$NQUEENS_DATA" 8
         step nqueens8_pair fit 420 fit_nqueens8_side_by_side nqueens8_pair "${NQUEENS8_PAIR_TIME:-00:00:06:00}" gram trm
         step nqueens8_pair scaling 120 scale_nqueens8_side_by_side nqueens8_pair gram trm
         ;;
@@ -210,13 +211,13 @@ run_part() {
         # GRAM and TRM with the 10x10 CPU recipe for as many steps as SMALL_TIME gives on the GPU: on a CPU both sit
         # on the input-copying plateau to 1,500 steps and barely off it at 3,000 (benchmarks/RESULTS.md, "N-Queens
         # 10x10 to 3,000 steps with both priors").
-        step nqueens10_small data 60 python3 -c "from datamodules.nqueens import NQueensDataModule as D; D(board_size=10).prepare_data()"
+        step nqueens10_small data 60 python3 -c "$NQUEENS_DATA" 10
         step nqueens10_small fit 300 fit_small_side_by_side nqueens10_small nqueens10_cpu "$SMALL_SEEDS" gram trm
         step nqueens10_small scaling 120 scale_small_side_by_side nqueens10_small
         ;;
     nqueens8_small)
         # Both priors of GRAM with the 8x8 CPU recipe on three more seeds than the CPU comparison's 0-2.
-        step nqueens8_small data 30 python3 -c "$NQUEENS8_DATA"
+        step nqueens8_small data 30 python3 -c "$NQUEENS_DATA" 8
         step nqueens8_small fit 300 fit_small_side_by_side nqueens8_small nqueens8_cpu "${SMALL_SEEDS_8:-3 4 5}" gram gram_mlp
         step nqueens8_small scaling 120 scale_small_side_by_side nqueens8_small
         ;;
